@@ -1,0 +1,5 @@
+import sys
+
+from semires.cli import main
+
+sys.exit(main())

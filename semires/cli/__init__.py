@@ -1,0 +1,47 @@
+"""The ``semires`` command: one typer app with a sub-app per subsystem.
+
+Every :class:`semires.errors.SemiresError` is printed as one line on stderr with exit code 2, so
+scripts, DVC and Airflow see a clean failure instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from semires.cli import data as data_cli
+from semires.errors import CheckFailed, SemiresError
+
+app = typer.Typer(help="semires: semi-supervised referring expression segmentation (SemiRES).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(data_cli.app, name="data")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the process exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CheckFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        print(err.report, file=sys.stderr)
+        return 2
+    except SemiresError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:  # raised by --help and explicit exits
+        return int(exc.exit_code or 0)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: REFER reader, index, RefShapes generator, label splits and data checks."""

@@ -1,0 +1,1 @@
+"""Evaluation: RES metrics and prediction overlays."""

@@ -1,0 +1,75 @@
+"""Pictures people look at: masks over images, laid out in captioned grids (PNG).
+
+Images are (H, W, 3) uint8 RGB; masks are (H, W) bool. Rendering uses matplotlib's Agg backend
+so it works headless (CI, servers).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from semires import io
+
+# Distinct colours for masks: ground truth green, prediction red, extra masks cycle through the rest.
+PALETTE = np.array([[40, 200, 60], [230, 40, 40], [40, 110, 240], [250, 200, 20], [200, 60, 220],
+                    [20, 210, 210], [250, 130, 30], [130, 80, 40]], dtype=np.uint8)
+
+
+def overlay(image: np.ndarray, masks: Sequence[np.ndarray] | np.ndarray, colors: np.ndarray | None = None,
+            alpha: float = 0.5, outline: bool = True) -> np.ndarray:
+    """Blend bool masks over an image.
+
+    Args:
+        image: (H, W, 3) uint8.
+        masks: sequence or (K, H, W) array of bool masks, same H, W as the image.
+        colors: (K, 3) uint8; defaults to :data:`PALETTE` cycled.
+        alpha: mask opacity in [0, 1].
+        outline: draw each mask's boundary at full opacity, so thin errors stay visible.
+    Returns:
+        (H, W, 3) uint8 image.
+    """
+    out = image.astype(np.float32).copy()
+    for k, m in enumerate(masks):
+        m = np.asarray(m, bool)
+        c = (PALETTE[k % len(PALETTE)] if colors is None else colors[k]).astype(np.float32)
+        out[m] = (1 - alpha) * out[m] + alpha * c
+        if outline:
+            edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+            out[edge] = c
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def save_grid(panels: Sequence[tuple[np.ndarray, str]], path: str | Path, ncols: int = 4,
+              panel_inches: float = 2.6, title: str | None = None) -> Path:
+    """Save captioned image panels as one PNG grid (atomically).
+
+    Args:
+        panels: (image (H, W, 3) uint8, caption) pairs; captions are wrapped.
+        path: output .png path.
+        ncols: panels per row.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(panels))
+    ncols = min(ncols, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * panel_inches, nrows * (panel_inches + 0.6)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (img, cap) in zip(axes.flat, panels):
+        ax.imshow(img)
+        ax.set_title("\n".join(textwrap.wrap(cap, 34)[:3]), fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
