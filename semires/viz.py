@@ -44,13 +44,15 @@ def overlay(image: np.ndarray, masks: Sequence[np.ndarray] | np.ndarray, colors:
 
 
 def save_grid(panels: Sequence[tuple[np.ndarray, str]], path: str | Path, ncols: int = 4,
-              panel_inches: float = 2.6, title: str | None = None) -> Path:
+              panel_inches: float = 2.6, title: str | None = None, caption_width: int = 34,
+              caption_lines: int = 3) -> Path:
     """Save captioned image panels as one PNG grid (atomically).
 
     Args:
         panels: (image (H, W, 3) uint8, caption) pairs; captions are wrapped.
         path: output .png path.
-        ncols: panels per row.
+        ncols: panels per row; panel_inches: panel width (rows follow the panels' aspect ratio).
+        caption_width, caption_lines: captions wrap at this many characters and keep this many lines.
     """
     import matplotlib
 
@@ -60,12 +62,14 @@ def save_grid(panels: Sequence[tuple[np.ndarray, str]], path: str | Path, ncols:
     n = max(1, len(panels))
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * panel_inches, nrows * (panel_inches + 0.6)), squeeze=False)
+    aspect = max((img.shape[0] / img.shape[1] for img, _ in panels), default=1.0)
+    row_inches = panel_inches * aspect + 0.2 * caption_lines
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * panel_inches, nrows * row_inches), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (img, cap) in zip(axes.flat, panels):
         ax.imshow(img)
-        ax.set_title("\n".join(textwrap.wrap(cap, 34)[:3]), fontsize=7)
+        ax.set_title("\n".join(textwrap.wrap(cap, caption_width)[:caption_lines]), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
