@@ -94,3 +94,17 @@ def test_bad_index_format(tmp_path):
     p.write_text(json.dumps({"format": "other"}))
     with pytest.raises(DataError, match="unknown index format"):
         RefIndex.load(p)
+
+
+def test_refshapes_default_reads_back_through_refer_and_pycocotools(refshapes_default):
+    """Every ref of the default benchmark: COCO.annToMask == Refer mask == index mask."""
+    refer_dir = refshapes_default["refer_dir"]
+    refer = Refer.load(refer_dir, "unc")
+    coco = COCO(str(refer_dir / "instances.json"))
+    idx = RefIndex.load(refshapes_default["index"])
+    assert len(refer.refs) > 5000 and set(refer.splits()) == {"train", "val", "testA", "testB"}
+    for rid, ref in refer.refs.items():
+        expected = coco.annToMask(coco.anns[ref["ann_id"]]).astype(bool)
+        mine = refer.ref_mask(rid)
+        assert expected.any() and np.array_equal(mine, expected), rid
+        assert np.array_equal(idx.ref_mask(rid), mine), rid
