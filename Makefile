@@ -1,10 +1,13 @@
 # The two set-up commands of the README: `make demo` (the main job) and `make test` (the tests).
 # Both bootstrap the virtual environment themselves; a second run reuses it.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.semires-installed
+# This machine's pip config lists local wheel mirrors that pip warns about once per package.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 PYTEST_ARGS ?=
 
 .PHONY: install test demo lock lint tables clean-venv
@@ -12,9 +15,9 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml requirements.lock
 	@echo "== installing the semires environment into $(VENV) (about 3 minutes the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -U "pip>=26"
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --disable-pip-version-check -U "pip>=26" $(QUIET_PIP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock $(QUIET_PIP)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -20,8 +20,13 @@ app.add_typer(data_cli.app, name="data")
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
+    return run_app(app, argv)
+
+
+def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run any typer app (the CLI, a pipeline component) with this error handling; returns the exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        typer_app(args=argv, standalone_mode=False)
     except CheckFailed as err:
         print(f"error: {err}", file=sys.stderr)
         print(err.report, file=sys.stderr)
