@@ -72,7 +72,8 @@ def save_grid(panels: Sequence[tuple[np.ndarray, str]], path: str | Path, ncols:
         ax.set_title("\n".join(textwrap.wrap(cap, caption_width)[:caption_lines]), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    # leave a band of ~0.35 inch at the top for the title, so it never covers the first captions
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
     with io.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

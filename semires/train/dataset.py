@@ -1,0 +1,92 @@
+"""A torch Dataset of referring expressions: image, target mask and tokens per (ref, sentence).
+
+Built over a :class:`~semires.data.index.RefIndex` and a list of expressions (for instance all
+expressions of the labeled train images, or of the val split). Sentences are tokenized once up
+front; resized images and masks are kept in memory after their first read (``cache_images``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from semires.data.index import Expression, RefIndex
+from semires.models.text import tokenize
+from semires.train.transforms import normalize, resize_image, resize_mask
+
+
+class ExpressionDataset(Dataset):
+    """Item ``i`` is a dict:
+
+    - ``image``: (3, S, S) float32, ImageNet-normalised (S = ``image_size``)
+    - ``mask``: (S, S) int64 in {0, 1}, the referred object (nearest-resized)
+    - ``input_ids``, ``attention_mask``: (L,) int64 (L = ``max_tokens``)
+    - ``index``, ``ref_id``, ``sent_id``, ``image_id``: int64 scalars
+    """
+
+    def __init__(self, index: RefIndex, expressions: Sequence[Expression], tokenizer, image_size: int,
+                 max_tokens: int, cache_images: bool = True):
+        self.index = index
+        self.expressions = list(expressions)
+        self.image_size = int(image_size)
+        self.cache_images = cache_images
+        self._images: dict[int, np.ndarray] = {}
+        self._masks: dict[int, np.ndarray] = {}
+        if self.expressions:
+            self.input_ids, self.attention_mask = tokenize(tokenizer, [e.sent for e in self.expressions], max_tokens)
+        else:
+            self.input_ids = self.attention_mask = torch.zeros((0, max_tokens), dtype=torch.long)
+
+    @classmethod
+    def from_split(cls, index: RefIndex, tokenizer, image_size: int, max_tokens: int, split: str | None = None,
+                   image_ids: Iterable[int] | None = None, **kwargs) -> ExpressionDataset:
+        """All expressions of ``split`` (any when None) whose image is in ``image_ids`` (all when None)."""
+        return cls(index, index.expressions(split, image_ids), tokenizer, image_size, max_tokens, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.expressions)
+
+    def image(self, image_id: int) -> np.ndarray:
+        """(S, S, 3) uint8 resized image."""
+        img = self._images.get(image_id)
+        if img is None:
+            img = resize_image(self.index.load_image(image_id), self.image_size)
+            if self.cache_images:
+                self._images[image_id] = img
+        return img
+
+    def target(self, ann_id: int) -> np.ndarray:
+        """(S, S) bool resized mask of an annotation."""
+        m = self._masks.get(ann_id)
+        if m is None:
+            m = resize_mask(self.index.ann_mask(ann_id), self.image_size)
+            if self.cache_images:
+                self._masks[ann_id] = m
+        return m
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        e = self.expressions[i]
+        return {
+            "image": normalize(self.image(e.image_id)),
+            "mask": torch.from_numpy(self.target(e.ann_id).astype(np.int64)),
+            "input_ids": self.input_ids[i],
+            "attention_mask": self.attention_mask[i],
+            "index": torch.tensor(i),
+            "ref_id": torch.tensor(e.ref_id),
+            "sent_id": torch.tensor(e.sent_id),
+            "image_id": torch.tensor(e.image_id),
+        }
+
+    def subset(self, n: int | None) -> ExpressionDataset:
+        """A dataset of ``n`` evenly spaced expressions (deterministic; all when n is None or >= len)."""
+        if n is None or n >= len(self):
+            return self
+        keep = np.linspace(0, len(self) - 1, n).round().astype(int)
+        sub = object.__new__(ExpressionDataset)
+        sub.__dict__.update(self.__dict__)
+        sub.expressions = [self.expressions[k] for k in keep]
+        sub.input_ids, sub.attention_mask = self.input_ids[keep], self.attention_mask[keep]
+        return sub

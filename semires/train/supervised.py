@@ -1,0 +1,269 @@
+"""Supervised (burn-in) training of the RES model on the labeled split only.
+
+One call of :func:`train_supervised` is the stage. It writes into ``out_dir``::
+
+    config.json         resolved config (model, burn_in, data)
+    last.pt             full training state, rewritten atomically every ``checkpoint_every`` steps
+                        and at every epoch end; a rerun resumes from it (bit-exactly on CPU)
+    best.safetensors    weights of the best epoch by val oIoU, with config and metrics
+    overlays_val.png    val predictions of the best epoch
+    metrics.json        best / last val metrics, per-epoch history, timings
+    _SUCCESS            written last; a finished stage is never redone
+
+A NaN or infinite loss raises :class:`semires.errors.TrainingDiverged`; nothing is written after
+it, so ``last.pt`` stays the last good state. Under ``torchrun`` every process trains on its share
+of each batch (DDP) and rank 0 alone writes files and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from semires import io
+from semires.data.index import RefIndex
+from semires.data.splits import read_ids
+from semires.errors import DataError, SemiresError
+from semires.eval.evaluate import evaluate_model
+from semires.eval.overlays import pick_indices, save_overlays
+from semires.models import ModelConfig, build_model, load_tokenizer
+from semires.tracking import Tracker, TrackingConfig
+from semires.train import ddp
+from semires.train.checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    read_model_file,
+    restore_rng,
+    save_checkpoint,
+    save_model,
+)
+from semires.train.config import BurnInConfig
+from semires.train.dataset import ExpressionDataset
+from semires.train.losses import check_finite, segmentation_loss
+from semires.train.optim import build_optimizer, build_scheduler
+from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
+from semires.train.sampler import StreamBatchSampler, steps_per_epoch
+
+# burn_in fields that may change between a run and its resume without changing the result
+RESUME_FREE = {"num_workers", "threads", "log_every", "eval_batch_size", "device", "checkpoint_every",
+               "cache_images", "overlays"}
+StepHook = Callable[[int], None]
+
+
+def resolve_labeled(spec: str | Path) -> list[int] | None:
+    """Labeled image ids from a split folder (its labeled.txt), an id-list file, or ``all`` (None)."""
+    if str(spec) == "all":
+        return None
+    p = Path(spec)
+    return read_ids(p / "labeled.txt" if p.is_dir() else p)
+
+
+def warm_text_cache(model: torch.nn.Module, *datasets: ExpressionDataset) -> None:
+    """Encode every distinct sentence once, in a fixed order, so cached features never depend on
+    which batch first met a sentence (this keeps resumed runs bit-identical)."""
+    text = getattr(model, "text", None)
+    if text is None or not getattr(text, "use_cache", False):
+        return
+    seen: dict[bytes, int] = {}
+    rows_ids, rows_mask = [], []
+    for ds in datasets:
+        for ids, mask in zip(ds.input_ids, ds.attention_mask):
+            key = ids.numpy().tobytes()
+            if key not in seen:
+                seen[key] = len(rows_ids)
+                rows_ids.append(ids)
+                rows_mask.append(mask)
+    if rows_ids:
+        device = next(model.parameters()).device
+        text.warm_cache(torch.stack(rows_ids).to(device), torch.stack(rows_mask).to(device))
+
+
+def _resolved_config(model_cfg: ModelConfig, cfg: BurnInConfig, index: RefIndex, labeled: list[int] | None,
+                     n_train: int) -> dict:
+    ids = "all" if labeled is None else ",".join(str(i) for i in sorted(set(labeled)))
+    return {"model": model_cfg.model_dump(mode="json"), "burn_in": cfg.model_dump(mode="json"),
+            "data": {"index": str(index.path), "labeled_images": "all" if labeled is None else len(set(labeled)),
+                     "labeled_sha256": hashlib.sha256(ids.encode()).hexdigest(), "train_expressions": n_train}}
+
+
+def _check_resume_config(saved: dict, current: dict, path: Path) -> None:
+    diffs = []
+    for section in ("model", "burn_in"):
+        a, b = saved.get(section, {}), current[section]
+        diffs += [f"{section}.{k}" for k in sorted(set(a) | set(b))
+                  if k not in RESUME_FREE and a.get(k) != b.get(k)]
+    if saved.get("data", {}).get("labeled_sha256") != current["data"]["labeled_sha256"]:
+        diffs.append("data.labeled (a different labeled set)")
+    if diffs:
+        raise SemiresError(f"last.pt was written with a different config ({', '.join(diffs)})", path,
+                           "train into a new --out folder, or delete last.pt to start over")
+
+
+def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None, out_dir: str | Path,
+                     model_cfg: ModelConfig | None = None, cfg: BurnInConfig | None = None,
+                     tracking: TrackingConfig | None = None, *, step_hook: StepHook | None = None,
+                     progress: bool = True, run_name: str = "burn_in") -> dict:
+    """Train on the labeled train images (``labeled`` ids; None = all of train); returns metrics.json's dict.
+
+    ``step_hook(step)`` is called after every optimizer step once that step's checkpoint (if any)
+    is written (tests use it to simulate a kill).
+    """
+    model_cfg, cfg = model_cfg or ModelConfig(), cfg or BurnInConfig()
+    out_dir = Path(out_dir)
+    if io.is_complete(out_dir) and (out_dir / "metrics.json").is_file():
+        return io.read_json(out_dir / "metrics.json")
+    t_start = time.perf_counter()
+    info = ddp.init_distributed(cfg.device)
+    device = info.device
+    configure(device, cfg.deterministic, cfg.threads)
+    dtype = amp_dtype(device, cfg.amp)
+    index = index if isinstance(index, RefIndex) else RefIndex.load(index)
+    labeled = None if labeled is None else [int(i) for i in labeled]
+
+    seed_everything(cfg.seed)  # same initial weights on every process
+    tokenizer = load_tokenizer(model_cfg.text_encoder)
+    train_ds = ExpressionDataset.from_split(index, tokenizer, cfg.image_size, model_cfg.max_tokens, split="train",
+                                            image_ids=labeled, cache_images=cfg.cache_images)
+    if len(train_ds) == 0:
+        raise DataError("no train expressions on the labeled images", index.path,
+                        "check that --labeled lists train image ids of this index")
+    val_ds = ExpressionDataset.from_split(index, tokenizer, cfg.image_size, model_cfg.max_tokens,
+                                          split=cfg.val_split, cache_images=cfg.cache_images
+                                          ).subset(cfg.val_max_expressions)
+    if len(val_ds) == 0:
+        raise DataError(f"no expressions in split '{cfg.val_split}'", index.path, "set burn_in.val_split")
+    model = build_model(model_cfg).to(device)
+    warm_text_cache(model, train_ds, val_ds)
+    net = ddp.wrap(model, info)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
+    spe = steps_per_epoch(len(train_ds), cfg.batch_size, info.world_size, cfg.steps_per_epoch)
+    total = spe * cfg.epochs
+    scheduler = build_scheduler(optimizer, total, cfg.poly_power, cfg.warmup_steps)
+    resolved = _resolved_config(model_cfg, cfg, index, labeled, len(train_ds))
+
+    last = out_dir / "last.pt"
+    state = {"best": None, "best_epoch": None, "history": [], "run_id": None, "train_s": 0.0, "images": 0}
+    step = 0
+    if last.is_file():
+        doc = load_checkpoint(last, device)
+        _check_resume_config(doc["config"], resolved, last)
+        load_model_state(model, doc["model"], last)
+        optimizer.load_state_dict(doc["optimizer"])
+        scheduler.load_state_dict(doc["scheduler"])
+        state.update(doc["extra"])
+        step = int(doc["step"])
+        restore_rng(doc["rng"])
+    else:
+        seed_everything(cfg.seed + info.rank)  # dropout differs per process, as DDP expects
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        io.write_json(out_dir / "config.json", resolved)
+
+    def checkpoint(epoch: int) -> None:
+        if info.is_main:
+            save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, step=step, epoch=epoch,
+                            config=resolved, extra=state)
+
+    tracker = Tracker(tracking, out_dir, active=info.is_main)
+    tags = {"semires.model": model_cfg.name, "semires.labeled_images": str(resolved["data"]["labeled_images"])}
+    with tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
+        state["run_id"] = trk.run_id
+        trk.log_params(resolved)
+        trk.log_artifact(out_dir / "config.json")
+        while step < total:
+            epoch = step // spe
+            end = min(total, (epoch + 1) * spe)
+            sampler = StreamBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, step, end, info.rank,
+                                         info.world_size)
+            loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                pin_memory=device.type == "cuda")
+            net.train()
+            t0 = time.perf_counter()
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and info.is_main),
+                       unit="step", leave=False)
+            for batch in bar:
+                with autocast(device, dtype):
+                    logits = net(batch["image"].to(device, non_blocking=True), batch["input_ids"].to(device),
+                                 batch["attention_mask"].to(device))
+                loss = segmentation_loss(logits, batch["mask"].to(device), cfg.class_weights)
+                mean_loss = ddp.all_reduce_sum(loss.detach().clone()) / info.world_size
+                check_finite(mean_loss, step + 1, last if last.is_file() else None)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                state["images"] += cfg.batch_size * info.world_size
+                if step % cfg.log_every == 0 or step == end:
+                    value = float(mean_loss)
+                    bar.set_postfix(loss=f"{value:.4f}")
+                    trk.log_metrics({"train.loss": value, "train.lr": scheduler.get_last_lr()[0]}, step=step)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end:
+                    state["train_s"] += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    checkpoint(epoch)
+                if step_hook is not None:
+                    step_hook(step)
+            state["train_s"] += time.perf_counter() - t0
+            epoch_done = epoch + 1
+            if epoch_done % cfg.eval_every == 0 or step >= total:
+                _evaluate_epoch(model, val_ds, cfg, device, dtype, progress and info.is_main, state, epoch_done,
+                                step, out_dir, model_cfg, info.is_main, trk)
+            checkpoint(epoch_done)
+        result = _finish(model, model_cfg, cfg, state, out_dir, total, spe, len(train_ds), t_start, trk,
+                         info.is_main, val_ds)
+    ddp.barrier()
+    if info.is_main:
+        io.mark_complete(out_dir, {"steps": total, "best_val_oIoU": (state["best"] or {}).get("oIoU")})
+    return result
+
+
+def _evaluate_epoch(model, val_ds, cfg: BurnInConfig, device, dtype, progress: bool, state: dict, epoch: int,
+                    step: int, out_dir: Path, model_cfg: ModelConfig, is_main: bool, trk: Tracker) -> None:
+    res = evaluate_model(model, val_ds, batch_size=cfg.eval_batch_size, device=device, dtype=dtype,
+                         sample_indices=pick_indices(len(val_ds), cfg.overlays), progress=progress,
+                         desc=f"val epoch {epoch}")
+    m = res.metrics
+    state["history"].append({"epoch": epoch, "step": step, **m})
+    trk.log_metrics(m, step=step, prefix=f"{cfg.val_split}.")
+    if state["best"] is None or m["oIoU"] > state["best"]["oIoU"]:
+        state["best"], state["best_epoch"] = dict(m), epoch
+        if is_main:
+            save_model(out_dir / "best.safetensors", model, model_cfg,
+                       {"image_size": cfg.image_size, "epoch": epoch, "step": step, "val_split": cfg.val_split,
+                        "val": m})
+            if res.samples:
+                save_overlays(res.samples, out_dir / f"overlays_{cfg.val_split}.png",
+                              title=f"{cfg.val_split} epoch {epoch}: mIoU {m['mIoU']:.1f}, oIoU {m['oIoU']:.1f}")
+
+
+def _finish(model, model_cfg: ModelConfig, cfg: BurnInConfig, state: dict, out_dir: Path, total: int, spe: int,
+            n_train: int, t_start: float, trk: Tracker, is_main: bool, val_ds: ExpressionDataset) -> dict:
+    result = {"best_epoch": state["best_epoch"], "best": state["best"],
+              "last": state["history"][-1] if state["history"] else None, "history": state["history"],
+              "steps": total, "steps_per_epoch": spe, "epochs": cfg.epochs, "train_expressions": n_train,
+              "val_expressions": len(val_ds), "train_s": round(state["train_s"], 2),
+              "train_images_per_s": round(state["images"] / max(state["train_s"], 1e-9), 2),
+              "wall_s_this_process": round(time.perf_counter() - t_start, 2)}
+    if not is_main:
+        return result
+    io.write_json(out_dir / "metrics.json", result)
+    best = {f"best.{k}": v for k, v in (state["best"] or {}).items()}
+    trk.log_metrics({**best, "train_images_per_s": result["train_images_per_s"]})
+    for name in ("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors"):
+        trk.log_artifact(out_dir / name)
+    if trk.enabled and trk.cfg.log_model and (out_dir / "best.safetensors").is_file():
+        weights, _, _ = read_model_file(out_dir / "best.safetensors")
+        load_model_state(model, weights, out_dir / "best.safetensors")
+        batch = [val_ds[i] for i in range(min(2, len(val_ds)))] * (2 if len(val_ds) < 2 else 1)
+        example = tuple(torch.stack([b[k] for b in batch]) for k in ("image", "input_ids", "attention_mask"))
+        trk.log_model(model.cpu(), example)
+    return result

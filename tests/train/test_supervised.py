@@ -1,0 +1,158 @@
+"""Supervised burn-in: outputs, resume after a kill (bit-exact), divergence guard, config checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semires import io
+from semires.errors import SemiresError, TrainingDiverged
+from semires.tracking import TrackingConfig
+from semires.train.checkpoint import load_checkpoint, read_model_file
+from semires.train.supervised import resolve_labeled, train_supervised
+
+OFF = TrackingConfig(enabled=False)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: raised from the step hook, after that step's checkpoint."""
+
+
+def _cfgs(tiny_text, **kw):
+    from res_fixtures import tiny_burn_in, tiny_model_cfg
+
+    return tiny_model_cfg(tiny_text), tiny_burn_in(**kw)
+
+
+def test_finished_run_has_all_outputs(trained_run):
+    for name in ("config.json", "last.pt", "best.safetensors", "metrics.json", "overlays_val.png", "_SUCCESS"):
+        assert (trained_run / name).is_file(), name
+    m = io.read_json(trained_run / "metrics.json")
+    assert m["steps"] == 3 * m["steps_per_epoch"] and len(m["history"]) == 3
+    assert m["train_expressions"] == 20 and m["val_expressions"] == 4
+    assert m["best"]["oIoU"] == max(h["oIoU"] for h in m["history"])
+    assert all(0 <= h["mIoU"] <= 100 for h in m["history"])
+    _, cfg, info = read_model_file(trained_run / "best.safetensors")
+    assert info["epoch"] == m["best_epoch"] and info["image_size"] == 32 and cfg.name == "lavt_tiny"
+    resolved = io.read_json(trained_run / "config.json")
+    assert resolved["burn_in"]["class_weights"] == [0.9, 1.1] and resolved["data"]["labeled_images"] == "all"
+
+
+def test_finished_run_is_not_redone(trained_run, tiny_text, mini_index):
+    model_cfg, cfg = _cfgs(tiny_text, epochs=3)
+    calls = []
+    res = train_supervised(mini_index, None, trained_run, model_cfg, cfg, OFF, step_hook=calls.append,
+                           progress=False)
+    assert calls == [] and res == io.read_json(trained_run / "metrics.json")
+
+
+def test_kill_and_rerun_resumes_to_the_same_result(tmp_path, tiny_text, mini_index):
+    model_cfg, cfg = _cfgs(tiny_text, epochs=3, checkpoint_every=2, batch_size=3)
+    full = train_supervised(mini_index, None, tmp_path / "full", model_cfg, cfg, OFF, progress=False)
+
+    def kill_at_7(step):
+        if step == 7:  # mid-epoch 2 (6 steps per epoch); last checkpoint at step 6
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_supervised(mini_index, None, tmp_path / "cut", model_cfg, cfg, OFF, step_hook=kill_at_7,
+                         progress=False)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 6
+    assert not io.is_complete(tmp_path / "cut")
+    seen = []
+    resumed = train_supervised(mini_index, None, tmp_path / "cut", model_cfg, cfg, OFF, step_hook=seen.append,
+                               progress=False)
+    assert seen[0] == 7 and seen[-1] == full["steps"]
+    assert resumed["history"] == full["history"] and resumed["best"] == full["best"]
+    a, _, _ = read_model_file(tmp_path / "full" / "best.safetensors")
+    b, _, _ = read_model_file(tmp_path / "cut" / "best.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la, lb = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(la["model"][k], lb["model"][k]) for k in la["model"])
+
+
+def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path, tiny_text, mini_index):
+    model_cfg, cfg = _cfgs(tiny_text, epochs=2, checkpoint_every=2)
+    holder = {}
+
+    def poison(step):
+        if step == 2:  # after step 2's checkpoint: the weights go bad, the next loss is NaN
+            model = holder["model"]
+            with torch.no_grad():
+                model.decoder.classifier.weight.fill_(float("nan"))
+
+    import semires.train.supervised as sup
+
+    real_build = sup.build_model
+
+    def build_and_keep(cfg_):
+        holder["model"] = real_build(cfg_)
+        return holder["model"]
+
+    sup.build_model = build_and_keep
+    try:
+        with pytest.raises(TrainingDiverged, match="step 3") as err:
+            train_supervised(mini_index, None, tmp_path / "run", model_cfg, cfg, OFF, step_hook=poison,
+                             progress=False)
+    finally:
+        sup.build_model = real_build
+    assert "last.pt" in str(err.value)
+    doc = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert doc["step"] == 2
+    assert all(torch.isfinite(v).all() for v in doc["model"].values() if v.is_floating_point())
+    assert not io.is_complete(tmp_path / "run")
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path, tiny_text, mini_index):
+    model_cfg, cfg = _cfgs(tiny_text, epochs=2, checkpoint_every=1)
+
+    def stop(step):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train_supervised(mini_index, None, tmp_path / "run", model_cfg, cfg, OFF, step_hook=stop, progress=False)
+    _, other = _cfgs(tiny_text, epochs=2, checkpoint_every=1, lr=5e-3)
+    with pytest.raises(SemiresError, match=r"different config \(burn_in.lr\)"):
+        train_supervised(mini_index, None, tmp_path / "run", model_cfg, other, OFF, progress=False)
+
+
+def test_labeled_subset_trains_only_on_those_images(tmp_path, tiny_text, mini_index):
+    from semires.data.index import RefIndex
+
+    train_imgs = RefIndex.load(mini_index).image_ids("train")
+    ids_file = tmp_path / "labeled.txt"
+    ids_file.write_text(f"{train_imgs[0]}\n")
+    labeled = resolve_labeled(ids_file)
+    assert labeled == [train_imgs[0]] and resolve_labeled("all") is None
+    model_cfg, cfg = _cfgs(tiny_text, epochs=1, steps_per_epoch=3)
+    res = train_supervised(mini_index, labeled, tmp_path / "run", model_cfg, cfg, OFF, progress=False)
+    assert res["train_expressions"] == 4 and res["steps"] == 3  # 2 refs x 2 sentences, wrapped into full batches
+
+
+def test_mlflow_run_gets_params_metrics_artifacts_and_model(tmp_path, tiny_text, mini_index, monkeypatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    parent = mlflow.MlflowClient(uri).create_run(
+        mlflow.create_experiment("semires", (tmp_path / "art").as_uri())).info.run_id
+    monkeypatch.setenv("SEMIRES_PARENT_RUN_ID", parent)
+    model_cfg, cfg = _cfgs(tiny_text, epochs=1)
+    train_supervised(mini_index, None, tmp_path / "run", model_cfg, cfg,
+                     TrackingConfig(uri=uri, experiment="semires"), progress=False)
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("semires").experiment_id],
+                              f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["semires.stage"] == "burn_in"
+    assert run.data.params["burn_in.lr"] == "0.001" and run.data.params["model.name"] == "lavt_tiny"
+    assert "val.mIoU" in run.data.metrics and "train.loss" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "config.json", "overlays_val.png"} <= arts
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert len(models) == 1
+    info = mlflow.models.get_model_info(f"models:/{models[0].model_id}")
+    assert [i["name"] for i in info.signature.inputs.to_dict()] == ["images", "input_ids", "attention_mask"]
+    assert tuple(info.signature.outputs.inputs[0].shape) == (-1, 2, 32, 32)
