@@ -1,0 +1,209 @@
+"""What every component shares: params, its nested MLflow run, a metrics file, exit codes.
+
+A component is a typer app whose command reads params and runs its body inside :func:`stage`::
+
+    p = _stage.params(params_path)
+    with _stage.stage("split", p, {"split": p.split}, metrics) as st:
+        ...                              # semires library calls, atomic writes
+        st.log_metrics({...})
+
+and ends with ``sys.exit(_stage.cli(APP))`` so a :class:`SemiresError` prints one line and exits 2.
+The stage run is a :class:`semires.tracking.Tracker` run, nested under ``$SEMIRES_PARENT_RUN_ID``
+and tagged by :func:`semires.runs.stage_tags`; library code that takes a tracker logs into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from semires import io
+from semires.config import Params, load_params, section
+from semires.runs import PARENT_ENV, log_to_run, plain, stage_tags
+from semires.tracking import Tracker, TrackingConfig
+
+# Options every component shares (typer option objects can be reused as defaults).
+INDEX = typer.Option(..., help="index JSON")
+SPLITS = typer.Option(..., help="folder of the per-ratio split folders")
+TEACHER = typer.Option(..., help="burn-in folder (its best.safetensors is the teacher)")
+CANDIDATES = typer.Option(None, help="candidate store folder (all shards)")
+REPORT = typer.Option(..., help="data-check report to write")
+METRICS = typer.Option(..., help="stage metrics JSON to write")
+CURVE = typer.Option(None, help="val mIoU/oIoU per evaluation, for `dvc plots` (JSON)")
+PARAMS = typer.Option(Path("params.yaml"), help="params file")
+
+
+def app(help: str) -> typer.Typer:
+    """The typer app of a component (one command, no shell-completion flags)."""
+    return typer.Typer(help=help, add_completion=False, pretty_exceptions_enable=False)
+
+
+def params(path: str | Path) -> Params:
+    """Validated params.yaml (defaults where absent)."""
+    return load_params(path)
+
+
+def cfg(p: Params, name: str, model: type) -> Any:
+    """Typed section ``name`` of ``p`` (``semires.config.section``)."""
+    return section(p, name, model)
+
+
+@dataclass
+class Stage:
+    """The running stage: its MLflow settings, the metrics it reported, what it logs.
+
+    In ``library_run`` mode the library function opens the stage's run itself; metrics and
+    artifacts logged here are then held back and added to that run when the stage ends.
+    """
+
+    name: str
+    tracker: Tracker
+    tracking: TrackingConfig
+    metrics: dict = field(default_factory=dict)
+    deferred: list = field(default_factory=list)
+
+    def log_metrics(self, metrics: Mapping[str, Any], to_parent: bool = False, to_run: bool = True) -> None:
+        """Record numeric metrics for the metrics file and log them to the stage run (``to_run``; off when
+        the library already logged them) and to the pipeline run (``to_parent``)."""
+        clean = {k: float(v) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+        self.metrics.update(clean)
+        if to_run and self.tracker.enabled:
+            self.tracker.log_metrics(clean)
+        if to_parent and tracking_on(self.tracking):
+            log_to_run(self.tracking, os.environ.get(PARENT_ENV), clean)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.tracker.enabled:
+            self.tracker.log_artifact(path, artifact_path)
+        else:
+            self.deferred.append((Path(path), artifact_path))
+
+
+def tracking_on(tracking: TrackingConfig) -> bool:
+    """True when runs go to a tracking server (params ``mlflow.uri`` or ``$MLFLOW_TRACKING_URI``)."""
+    return bool(tracking.enabled and (tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")))
+
+
+@contextlib.contextmanager
+def stage(name: str, p: Params, sections: Mapping[str, Any], metrics_path: str | Path | None = None,
+          library_run: bool = False) -> Iterator[Stage]:
+    """Run a stage body inside its nested MLflow run; on success write ``metrics_path`` (JSON).
+
+    ``sections`` are the params the stage reads (``{"split": p.split, ...}``): logged as MLflow
+    params and hashed into the ``semires.params_hash`` tag.
+
+    ``library_run``: the library function opens (and on a retry resumes) the stage's run itself
+    under the name ``name``; the component adds the stage tags, its metrics and artifacts to it.
+    """
+    tracking = cfg(p, "mlflow", TrackingConfig)
+    if not tracking_on(tracking):  # no server: no per-stage SQLite stores inside the stage outputs either
+        tracking = tracking.model_copy(update={"enabled": False})
+    tags = stage_tags(name, sections)
+    arm_kill_switch(name)
+    if library_run:
+        st = Stage(name, Tracker(tracking, run_dir=Path("."), active=False), tracking)
+        yield st
+        _write_metrics(st, metrics_path)
+        _complete_library_run(st, tags)
+        return
+    tracker = Tracker(tracking, run_dir=Path("."))
+    with tracker.run(name, tags=tags):
+        tracker.log_params(plain(sections))
+        st = Stage(name, tracker, tracking)
+        yield st
+        _write_metrics(st, metrics_path)
+
+
+def is_main_process() -> bool:
+    """False on non-zero ranks under ``torchrun`` (rank 0 alone writes files and logs)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _write_metrics(st: Stage, metrics_path: str | Path | None) -> None:
+    if metrics_path is not None and is_main_process():
+        io.write_json(metrics_path, st.metrics)
+        st.log_artifact(metrics_path)
+
+
+def _complete_library_run(st: Stage, tags: Mapping[str, str]) -> None:
+    """Add tags, metrics and deferred artifacts to the run the library opened for this stage."""
+    if not (tracking_on(st.tracking) and is_main_process()):
+        return
+    import mlflow
+
+    parent = os.environ.get(PARENT_ENV)
+    filt = f"tags.`semires.stage` = '{st.name}'" + (f" and tags.`mlflow.parentRunId` = '{parent}'" if parent else "")
+    runs = mlflow.search_runs(experiment_names=[st.tracking.experiment], filter_string=filt, max_results=1,
+                              order_by=["attributes.start_time DESC"], output_format="list")
+    if not runs:
+        return
+    client, run_id = mlflow.MlflowClient(), runs[0].info.run_id
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+    for k, v in st.metrics.items():
+        client.log_metric(run_id, k.replace("@", "_at_"), v)
+    for path, artifact_path in st.deferred:
+        if path.is_file():
+            client.log_artifact(run_id, str(path), artifact_path)
+
+
+def cli(typer_app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run a component app; returns its exit code (SemiresError -> one line on stderr, exit 2)."""
+    from semires.cli import run_app
+
+    return run_app(typer_app, argv)
+
+
+def arm_kill_switch(name: str) -> None:
+    """Fault injection for the retry tests: SIGKILL this process once a given file appears.
+
+    Active only when ``SEMIRES_KILL_AT=<stage>=<path glob>`` names this stage (several specs may be
+    comma-separated) and the marker file ``SEMIRES_KILL_MARKER`` does not exist yet. A watcher
+    thread polls for a file matching the glob (e.g. the second pseudo-label shard, or last.pt) and
+    kills the process the moment one is there, as an OOM kill or a lost node would. The marker is
+    written first, so the retried task runs through.
+    """
+    specs = dict(s.split("=", 1) for s in os.environ.get("SEMIRES_KILL_AT", "").split(",") if "=" in s)
+    marker = os.environ.get("SEMIRES_KILL_MARKER")
+    if name not in specs or not marker or Path(marker).exists():
+        return
+    import glob
+    import signal
+    import threading
+
+    pattern = specs[name]
+
+    def watch() -> None:
+        while not (hits := glob.glob(pattern)):
+            time.sleep(0.02)
+        Path(marker).write_text(f"{name} killed when {hits[0]} appeared\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="semires-kill-switch").start()
+
+
+def write_curve(path: str | Path, history: list[dict], keys: tuple[str, ...] = ("mIoU", "oIoU")) -> None:
+    """Write a training curve for ``dvc plots``: ``[{"step", "mIoU", "oIoU"}, ...]`` (JSON, atomically)."""
+    io.write_json(path, [{"step": int(h.get("step", i)), **{k: float(h[k]) for k in keys if k in h}}
+                         for i, h in enumerate(history)])
+
+
+def candidate_source(path: str | Path | None):
+    """The candidate store at ``path`` as a :class:`semires.refine.packing.CandidateSource`."""
+    from semires.errors import SemiresError
+
+    if path is None:
+        raise SemiresError("this refinement strategy needs SAM candidates", None,
+                           "pass --candidates (the candidates stage output), or set refine.strategy: none")
+    from semires.candidates.store import CandidateStore
+
+    return CandidateStore(path)

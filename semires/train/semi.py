@@ -1,0 +1,293 @@
+"""Semi-supervised student training (SemiRES): mean teacher + SAM-guided pseudo-label refinement.
+
+Each step takes equal labeled and unlabeled batches (the labeled stream wraps around):
+
+1. unlabeled images -> weak view (blur, p 0.5) and strong view (colour jitter, p 0.5, on the weak view);
+2. online mode: the EMA teacher (eval mode, no gradients) predicts on the weak view; its argmax
+   masks P and probabilities are refined with the image's SAM candidates (IOM / CPI / PWA, see
+   :mod:`semires.refine`). self_training mode: the targets stored by the ``refine`` stage;
+3. the student predicts the labeled images and the strong views in one forward pass;
+4. loss = sup_weight * CE(labeled) + unsup_lambda * L_unsup, where L_unsup is class-weighted CE on
+   matched samples and PWA-weighted CE on unmatched ones, averaged when both occur;
+5. optimizer step, poly LR, then the EMA update of the teacher (every floating weight, text too
+   when it is trained).
+
+The teacher is evaluated on val every ``eval_every`` steps; the best by oIoU is kept. Outputs in
+``out_dir``: config.json, last.pt (student + teacher + optimizer; resumable), best.safetensors
+(the kept teacher), metrics.json, overlays_<val>.png, _SUCCESS. A NaN or infinite loss raises
+:class:`~semires.errors.TrainingDiverged` before the step is applied; last.pt stays the last good state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from semires import io
+from semires.data.index import RefIndex
+from semires.errors import DataError, SemiresError
+from semires.eval.evaluate import evaluate_model
+from semires.eval.metrics import intersection_union
+from semires.eval.overlays import pick_indices, save_overlays
+from semires.models import load_tokenizer
+from semires.pseudo.predict import teacher_predict
+from semires.refine import CandidateBatch, CandidateSource, RefineConfig, refine
+from semires.tracking import Tracker, TrackingConfig
+from semires.train import ddp
+from semires.train.checkpoint import load_model, resume_training, save_checkpoint, save_model
+from semires.train.dataset import ExpressionDataset
+from semires.train.ema import MeanTeacher
+from semires.train.losses import check_finite, segmentation_loss
+from semires.train.optim import build_optimizer, build_scheduler
+from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
+from semires.train.sampler import StreamBatchSampler
+from semires.train.semi_config import SemiConfig
+from semires.train.semi_data import UnlabeledDataset, collate_unlabeled
+from semires.train.supervised import warm_text_cache
+from semires.train.views import normalize_batch, step_generator, strong_view, weak_view
+
+# semi fields that may change between a run and its resume without changing the result
+RESUME_FREE = {"num_workers", "threads", "log_every", "eval_batch_size", "device", "checkpoint_every",
+               "cache_images", "overlays"}
+
+
+def unsup_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, matched: torch.Tensor,
+               class_weights: Sequence[float]) -> torch.Tensor:
+    """L_unsup of SemiRES.
+
+    Args:
+        logits: (B, 2, S, S) student logits on the strong views.
+        label: (B, S, S) bool/int refined labels.
+        weight: (B, S, S) float PWA weights, or None for unweighted CE on unmatched samples.
+        matched: (B,) bool.
+    Returns:
+        scalar: mean over the groups present of [class-weighted CE on matched samples,
+        (PWA-weighted) class-weighted CE on unmatched samples].
+    """
+    label = label.long()
+    terms = []
+    if bool(matched.any()):
+        terms.append(segmentation_loss(logits[matched], label[matched], class_weights))
+    um = ~matched
+    if bool(um.any()):
+        terms.append(segmentation_loss(logits[um], label[um], class_weights,
+                                       pixel_weight=None if weight is None else weight[um]))
+    return torch.stack(terms).mean()
+
+
+def _resolved(model_cfg, cfg: SemiConfig, refine_cfg: RefineConfig, index: RefIndex, labeled, unlabeled,
+              burn_in: Path, sources: dict) -> dict:
+    ids = ",".join(str(i) for i in sorted(set(labeled)))
+    return {"model": model_cfg.model_dump(mode="json"), "semi": cfg.model_dump(mode="json"),
+            "refine": refine_cfg.model_dump(mode="json"),
+            "data": {"index": str(index.path), "labeled_images": len(set(labeled)),
+                     "unlabeled_images": len(set(unlabeled)),
+                     "labeled_sha256": hashlib.sha256(ids.encode()).hexdigest(),
+                     "burn_in": str(burn_in), "burn_in_sha256": io.sha256_file(burn_in), **sources}}
+
+
+def _check_resume(saved: dict, current: dict, path: Path) -> None:
+    diffs = [f"semi.{k}" for k in sorted(set(saved.get("semi", {})) | set(current["semi"]))
+             if k not in RESUME_FREE and saved.get("semi", {}).get(k) != current["semi"].get(k)]
+    diffs += [s for s in ("model", "refine") if saved.get(s) != current[s]]
+    diffs += [f"data.{k}" for k in ("labeled_sha256", "burn_in_sha256", "unlabeled_images")
+              if saved.get("data", {}).get(k) != current["data"][k]]
+    if diffs:
+        raise SemiresError(f"last.pt was written with a different config ({', '.join(diffs)})", path,
+                           "train into a new --out folder, or delete last.pt to start over")
+
+
+def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: Sequence[int],
+               burn_in: str | Path, out_dir: str | Path, cfg: SemiConfig | None = None,
+               refine_cfg: RefineConfig | None = None, candidates: CandidateSource | None = None,
+               refined_dir: str | Path | None = None, tracking: TrackingConfig | None = None, *,
+               step_hook: Callable[[int], None] | None = None, progress: bool = True,
+               run_name: str = "semi") -> dict:
+    """Train a student from the burn-in checkpoint ``burn_in``; returns metrics.json's dict.
+
+    Args:
+        labeled, unlabeled: train image ids (the split's labeled.txt / unlabeled.txt).
+        refine_cfg: online refinement rule; in self_training mode the refine stage's own settings
+            (from its manifest) are used instead, so weights always match the stored labels.
+        candidates: SAM candidate source (online mode, strategy iom / cpi).
+        refined_dir: output of the ``refine`` stage (self_training mode).
+        step_hook: called with the step number after each step (tests simulate kills with it).
+    """
+    cfg, refine_cfg = cfg or SemiConfig(), refine_cfg or RefineConfig()
+    out_dir, burn_in = Path(out_dir), Path(burn_in)
+    if io.is_complete(out_dir) and (out_dir / "metrics.json").is_file():
+        return io.read_json(out_dir / "metrics.json")
+    online = cfg.mode == "online"
+    if online and refine_cfg.strategy != "none" and candidates is None:
+        raise SemiresError(f"refine.strategy '{refine_cfg.strategy}' needs SAM candidates", None,
+                           "pass the candidates stage output (--candidates), or set refine.strategy: none")
+    if not online and refined_dir is None:
+        raise SemiresError("semi.mode self_training needs the refine stage's output", None, "pass --refined")
+    t_start = time.perf_counter()
+    device = ddp.resolve_device(cfg.device)
+    configure(device, cfg.deterministic, cfg.threads)
+    dtype = amp_dtype(device, cfg.amp)
+    index = index if isinstance(index, RefIndex) else RefIndex.load(index)
+    seed_everything(cfg.seed)
+    student, model_cfg, info = load_model(burn_in, device)
+    size = int(cfg.image_size or info.get("image_size") or 480)
+    tok = load_tokenizer(model_cfg.text_encoder)
+
+    def dataset(split: str, ids) -> ExpressionDataset:
+        return ExpressionDataset.from_split(index, tok, size, model_cfg.max_tokens, split=split, image_ids=ids,
+                                            cache_images=cfg.cache_images)
+
+    lab_ds, unl_base = dataset("train", labeled), dataset("train", unlabeled)
+    val_ds = dataset(cfg.val_split, None).subset(cfg.val_max_expressions)
+    for name, ds in (("labeled", lab_ds), ("unlabeled", unl_base), (cfg.val_split, val_ds)):
+        if len(ds) == 0:
+            raise DataError(f"no {name} expressions", index.path, "check the split folder belongs to this index")
+    unl_ds = UnlabeledDataset(unl_base, candidates if online and refine_cfg.strategy != "none" else None,
+                              None if online else str(refined_dir))
+    if not online:
+        refine_cfg = unl_ds.refine_cfg  # stored targets: the settings that made them, whatever params say now
+    warm_text_cache(student, lab_ds, unl_base, val_ds)
+    pair = MeanTeacher(student.train())
+    optimizer = build_optimizer(student, cfg.lr, cfg.weight_decay, cfg.betas)
+    total = cfg.steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * len(unl_ds) / cfg.unlabeled_batch))
+    scheduler = build_scheduler(optimizer, total, cfg.poly_power, cfg.warmup_steps)
+    sources = {"candidates": getattr(candidates, "root", None) and str(candidates.root),
+               "refined": None if refined_dir is None else str(refined_dir)}
+    resolved = _resolved(model_cfg, cfg, refine_cfg, index, labeled, unlabeled, burn_in, sources)
+
+    last = out_dir / "last.pt"
+    state = {"best": None, "best_step": None, "history": [], "run_id": None, "train_s": 0.0}
+    step = 0
+    if last.is_file():
+        step, extra = resume_training(last, model=pair, optimizer=optimizer, scheduler=scheduler, device=device,
+                                      check_config=lambda saved, path: _check_resume(saved, resolved, path))
+        state.update(extra)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(out_dir / "config.json", resolved)
+
+    def checkpoint() -> None:
+        save_checkpoint(last, model=pair, optimizer=optimizer, scheduler=scheduler, step=step, epoch=0,
+                        config=resolved, extra=state)
+
+    tracker = Tracker(tracking, out_dir)
+    tags = {"semires.mode": cfg.mode, "semires.refine": refine_cfg.name,
+            "semires.labeled_images": str(len(set(labeled)))}
+    window: dict[str, list[float]] = {}
+    with tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
+        state["run_id"] = trk.run_id
+        trk.log_params(resolved)
+        while step < total:
+            stop = min(total, (step // cfg.eval_every + 1) * cfg.eval_every)
+            loaders = [DataLoader(ds, batch_sampler=StreamBatchSampler(len(ds), b, cfg.seed + k, step, stop),
+                                  num_workers=cfg.num_workers, collate_fn=coll)
+                       for k, (ds, b, coll) in enumerate(((lab_ds, cfg.batch_size, None),
+                                                          (unl_ds, cfg.unlabeled_batch, collate_unlabeled)))]
+            t0 = time.perf_counter()
+            bar = tqdm(zip(*loaders), total=stop - step, desc=f"semi {step}/{total}", disable=not progress,
+                       unit="step", leave=False)
+            for lab, unl in bar:
+                parts = _step(pair, optimizer, scheduler, lab, unl, cfg, refine_cfg, online, size, device, dtype,
+                              step, last)
+                step += 1
+                for k, v in parts.items():
+                    window.setdefault(k, []).append(v)
+                if step % cfg.log_every == 0 or step == stop:
+                    means = {k: sum(v) / len(v) for k, v in window.items()}
+                    window.clear()
+                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                    trk.log_metrics({f"train.{k}": v for k, v in means.items()}
+                                    | {"train.lr": scheduler.get_last_lr()[0]}, step=step)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < stop:
+                    checkpoint()
+                if step_hook is not None:
+                    step_hook(step)
+            state["train_s"] += time.perf_counter() - t0
+            _evaluate(pair.teacher, val_ds, cfg, device, dtype, progress, state, step, out_dir, model_cfg, size, trk)
+            checkpoint()
+        result = _finish(state, cfg, total, len(lab_ds), len(unl_ds), len(val_ds), t_start, out_dir)
+        trk.log_metrics({f"best.{k}": v for k, v in (state["best"] or {}).items()})
+        for name in ("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors", "config.json"):
+            trk.log_artifact(out_dir / name)
+    io.mark_complete(out_dir, {"steps": total, "best_val_oIoU": (state["best"] or {}).get("oIoU")})
+    return result
+
+
+def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: SemiConfig, refine_cfg: RefineConfig,
+          online: bool, size: int, device, dtype, step: int, last: Path) -> dict[str, float]:
+    gen = step_generator(cfg.seed, step)
+    raw = unl["raw"].to(device).float().div_(255.0)
+    weak = weak_view(raw, gen, cfg.blur_p, cfg.blur_sigma)
+    strong = strong_view(weak, gen, cfg.jitter_p, cfg.jitter_brightness, cfg.jitter_contrast, cfg.jitter_saturation,
+                         cfg.jitter_hue)
+    ids_u, mask_u = unl["input_ids"].to(device), unl["attention_mask"].to(device)
+    truth = unl["truth"].to(device)
+    if online:
+        prob, pseudo = teacher_predict(pair.teacher, normalize_batch(weak), ids_u, mask_u, dtype)
+        cands = (CandidateBatch.from_list(unl["candidates"], size=(size, size), device=device)
+                 if "candidates" in unl else None)
+        res = refine(pseudo, prob, cands, refine_cfg)
+        label, weight, matched = res.label, res.weight, res.matched
+    else:
+        pseudo = None
+        label, weight, matched = unl["label"].to(device).bool(), unl["weight"].to(device), unl["matched"].to(device)
+    b = lab["image"].shape[0]
+    images = torch.cat([lab["image"].to(device), normalize_batch(strong)])
+    ids = torch.cat([lab["input_ids"].to(device), ids_u])
+    att = torch.cat([lab["attention_mask"].to(device), mask_u])
+    with autocast(device, dtype):
+        logits = pair.student(images, ids, att)
+    l_sup = segmentation_loss(logits[:b], lab["mask"].to(device), cfg.class_weights)
+    l_unsup = unsup_loss(logits[b:], label, weight if refine_cfg.pwa else None, matched, cfg.unsup_class_weights)
+    loss = cfg.sup_weight * l_sup + cfg.unsup_lambda * l_unsup
+    check_finite(loss, step + 1, last if last.is_file() else None)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(pair.student.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    pair.update_teacher(cfg.ema_momentum)
+    parts = {"loss": float(loss.detach()), "loss_sup": float(l_sup.detach()), "loss_unsup": float(l_unsup.detach()),
+             "match_rate": float(matched.float().mean())}
+    # pseudo-label quality against the truth: logged to watch the teacher, never trained on
+    i_a, u_a = intersection_union(label, truth)
+    parts["pseudo_iou_refined"] = float((i_a / u_a.clip(min=1)).mean())
+    if pseudo is not None:
+        i_b, u_b = intersection_union(pseudo, truth)
+        parts["pseudo_iou_teacher"] = float((i_b / u_b.clip(min=1)).mean())
+    return parts
+
+
+def _evaluate(teacher, val_ds, cfg: SemiConfig, device, dtype, progress: bool, state: dict, step: int, out_dir: Path,
+              model_cfg, size: int, trk: Tracker) -> None:
+    res = evaluate_model(teacher, val_ds, batch_size=cfg.eval_batch_size, device=device, dtype=dtype,
+                         sample_indices=pick_indices(len(val_ds), cfg.overlays), progress=progress,
+                         desc=f"val step {step}")
+    m = res.metrics
+    state["history"].append({"step": step, **m})
+    trk.log_metrics(m, step=step, prefix=f"{cfg.val_split}.")
+    if state["best"] is None or m["oIoU"] > state["best"]["oIoU"]:
+        state["best"], state["best_step"] = dict(m), step
+        save_model(out_dir / "best.safetensors", teacher, model_cfg,
+                   {"image_size": size, "step": step, "val_split": cfg.val_split, "val": m, "role": "ema_teacher"})
+        if res.samples:
+            save_overlays(res.samples, out_dir / f"overlays_{cfg.val_split}.png",
+                          title=f"teacher, {cfg.val_split} step {step}: mIoU {m['mIoU']:.1f}, oIoU {m['oIoU']:.1f}")
+
+
+def _finish(state: dict, cfg: SemiConfig, total: int, n_lab: int, n_unl: int, n_val: int, t_start: float,
+            out_dir: Path) -> dict:
+    result = {"best_step": state["best_step"], "best": state["best"],
+              "last": state["history"][-1] if state["history"] else None, "history": state["history"],
+              "steps": total, "mode": cfg.mode, "labeled_expressions": n_lab, "unlabeled_expressions": n_unl,
+              "val_expressions": n_val, "train_s": round(state["train_s"], 2),
+              "wall_s_this_process": round(time.perf_counter() - t_start, 2)}
+    io.write_json(out_dir / "metrics.json", result)
+    return result

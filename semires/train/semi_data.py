@@ -1,0 +1,92 @@
+"""Unlabeled expressions for semi-supervised training: raw images for the weak/strong views, the
+image's SAM candidates (online mode) or the stored refined target (self-training mode).
+
+Item ``i`` of :class:`UnlabeledDataset` is a dict:
+
+- ``raw``: (3, S, S) uint8 resized image (views are made per batch, see :mod:`semires.train.views`)
+- ``input_ids``, ``attention_mask``: (L,) int64
+- ``index``, ``ref_id``, ``sent_id``, ``image_id``: int64 scalars
+- ``truth``: (S, S) bool true mask, for logging pseudo-label quality only (never a training target)
+- ``candidates``: (K, S, S) bool (online mode with a candidate source)
+- ``label``: (S, S) int64 and ``weight``: (S, S) float32, ``matched``: bool (self-training mode)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from semires.errors import DataError
+from semires.pseudo.refine_stage import load_refined, refined_target
+from semires.pseudo.shards import PseudoStore
+from semires.refine import CandidateSource
+from semires.train.dataset import ExpressionDataset
+
+MAX_DECODED_BYTES = 2 << 30  # self-training keeps all probability shards decoded up to this size
+
+
+class UnlabeledDataset(Dataset):
+    """Wraps an :class:`ExpressionDataset` of unlabeled expressions (see module docstring)."""
+
+    def __init__(self, base: ExpressionDataset, candidates: CandidateSource | None = None,
+                 refined_dir: str | None = None, cache_candidates: int = 64):
+        self.base = base
+        self.candidates = candidates
+        self._cands: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_candidates
+        self.refined = self.refine_cfg = self.pseudo = None
+        if refined_dir is not None:
+            self.refined, self.refine_cfg, pseudo_dir = load_refined(refined_dir)
+            probe = PseudoStore(pseudo_dir)
+            # random access over shards: keep them all decoded when that is small (uint8, S*S bytes each)
+            fits = len(probe) * probe.image_size ** 2 <= MAX_DECODED_BYTES
+            self.pseudo = PseudoStore(pseudo_dir, len(probe.shard_files) if fits else 4)
+            if self.pseudo.image_size != base.image_size:
+                raise DataError(f"refined labels are {self.pseudo.image_size} px but training uses "
+                                f"{base.image_size} px", refined_dir, "set semi.image_size to the pseudo-label size")
+            missing = [e for e in base.expressions if (e.ref_id, e.sent_id) not in self.refined]
+            if missing:
+                raise DataError(f"{len(missing)} unlabeled expressions have no refined label (e.g. ref "
+                                f"{missing[0].ref_id})", refined_dir, "rerun pseudo_label and refine on this split")
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def _candidates(self, image_id: int) -> torch.Tensor:
+        m = self._cands.get(image_id)
+        if m is None:
+            s = self.base.image_size
+            m = torch.as_tensor(self.candidates.masks(image_id, (s, s))).bool()
+            self._cands[image_id] = m
+            while len(self._cands) > self._cache_size:
+                self._cands.popitem(last=False)
+        else:
+            self._cands.move_to_end(image_id)
+        return m
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.base.expressions[i]
+        item = {"raw": torch.tensor(self.base.image(e.image_id)).permute(2, 0, 1),
+                "input_ids": self.base.input_ids[i], "attention_mask": self.base.attention_mask[i],
+                "index": torch.tensor(i), "ref_id": torch.tensor(e.ref_id), "sent_id": torch.tensor(e.sent_id),
+                "image_id": torch.tensor(e.image_id), "truth": torch.from_numpy(self.base.target(e.ann_id))}
+        if self.candidates is not None:
+            item["candidates"] = self._candidates(e.image_id)
+        if self.refined is not None:
+            prob_q, _ = self.pseudo.get((e.ref_id, e.sent_id))
+            t = refined_target(self.refined[(e.ref_id, e.sent_id)], prob_q, self.refine_cfg)
+            item.update(label=torch.from_numpy(t.label.astype(np.int64)), weight=torch.from_numpy(t.weight),
+                        matched=torch.tensor(t.matched))
+        return item
+
+
+def collate_unlabeled(items: list[dict]) -> dict:
+    """Default collation, except ``candidates``, which stay a list of (K_b, S, S) stacks (ragged)."""
+    cands = [it.pop("candidates") for it in items] if items and "candidates" in items[0] else None
+    batch = default_collate(items)
+    if cands is not None:
+        batch["candidates"] = cands
+    return batch

@@ -1,0 +1,40 @@
+"""The ablation benchmark script runs end to end (smoke budget) and writes its table with MLflow runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("ablation_bench", ROOT / "benchmarks" / "ablation_bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_ablation_bench_smoke_budget(tmp_path):
+    bench = _bench()
+    rc = bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt",
+                     "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "ablation_bench_smoke.json").read_text())
+    assert doc["budget"] == "smoke" and doc["columns"][0] == "labeled"
+    assert [r[1] for r in doc["rows"]] == ["supervised only", "mean teacher"]
+    assert all(isinstance(v, float) for v in doc["rows"][0][3:9])
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'work' / 'smoke' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["semires-ablation"])
+    names = set(runs["tags.mlflow.runName"])
+    assert {"ablation_bench (smoke)", "burn_in 50pct_s0", "semi mt 50pct_s0", "eval mt 50pct_s0"} <= names
+    # a rerun finds every run finished and rewrites the same table
+    assert bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt",
+                       "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "ablation_bench_smoke.json").read_text())["rows"] == doc["rows"]
