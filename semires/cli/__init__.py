@@ -10,7 +10,10 @@ import sys
 
 import typer
 
+from semires.cli import candidates as candidates_cli
 from semires.cli import data as data_cli
+from semires.cli import pipeline as pipeline_cli
+from semires.cli import semi as semi_cli
 from semires.cli import train as train_cli
 from semires.errors import CheckFailed, SemiresError
 
@@ -19,6 +22,10 @@ app = typer.Typer(help="semires: semi-supervised referring expression segmentati
 app.add_typer(data_cli.app, name="data")
 app.add_typer(train_cli.app, name="train")
 app.command("evaluate")(train_cli.evaluate)
+app.add_typer(candidates_cli.app, name="candidates")
+app.add_typer(semi_cli.app, name="semi")
+app.add_typer(pipeline_cli.app, name="pipeline")
+app.command("compare")(pipeline_cli.compare)
 
 
 def main(argv: list[str] | None = None) -> int:
