@@ -217,29 +217,18 @@ def embedded_case(ix, out_dir: Path, label: str) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- loader
-def loader_case(store_dir: Path, ix, n: int) -> dict:
-    from semires.candidates import CandidateStore
+def _train_step_ms(size: int, batch: int = 16, steps: int = 3) -> float:
+    """CPU ms per sample of one training step (forward + CE + backward + AdamW) of the model that trains on
+    RefShapes by default (params.yaml: lavt_tiny, channels 32-192, decoder 64, batch 16), at ``size`` px."""
     from semires.models import ModelConfig, build_model
     from semires.train.losses import segmentation_loss
     from semires.train.optim import build_optimizer
 
-    ids = ix.image_ids()[:n]
-    res = {}
-    for label, size in (("native 128x128", None), ("resized to 320x320", (320, 320))):
-        cold = CandidateStore(store_dir, cache_size=0)
-        _, c = _timed(lambda st=cold, sz=size: [st.masks(i, size=sz) for i in ids], torch.device("cpu"))
-        warm = CandidateStore(store_dir, cache_size=len(ids), cache_mb=16384)  # everything fits: a true warm pass
-        [warm.masks(i, size=size) for i in ids]
-        _, w = _timed(lambda st=warm, sz=size: [st.masks(i, size=sz) for i in ids], torch.device("cpu"))
-        res[label] = {"cold_ms_per_sample": 1000 * c / len(ids), "warm_ms_per_sample": 1000 * w / len(ids)}
-    # the model that trains on RefShapes by default (params.yaml: lavt_tiny, channels 32-192, batch 16, 128 px)
-    cfg = ModelConfig(random_init=True, channels=[32, 64, 128, 192], decoder_channels=64)
     torch.manual_seed(0)
-    model = build_model(cfg).train()
+    model = build_model(ModelConfig(random_init=True, channels=[32, 64, 128, 192], decoder_channels=64)).train()
     opt = build_optimizer(model, 1e-3, 0.01)
-    b, size, length = 16, 128, 20
-    x, y = torch.randn(b, 3, size, size), (torch.rand(b, size, size) > 0.8).long()
-    ids_t, att = torch.randint(1000, 30000, (b, length)), torch.ones(b, length, dtype=torch.long)
+    x, y = torch.randn(batch, 3, size, size), (torch.rand(batch, size, size) > 0.8).long()
+    ids_t, att = torch.randint(1000, 30000, (batch, 20)), torch.ones(batch, 20, dtype=torch.long)
 
     def step():
         loss = segmentation_loss(model(x, ids_t, att), y)
@@ -248,10 +237,27 @@ def loader_case(store_dir: Path, ix, n: int) -> dict:
         opt.step()
 
     step()
-    _, t = _timed(lambda: [step() for _ in range(3)], torch.device("cpu"))
-    per_sample = 1000 * t / (3 * b)
-    res["train_step_ms_per_sample"] = per_sample
-    res["train_model"] = "lavt_tiny (channels 32/64/128/192, decoder 64, MiniLM-L6-shaped frozen text), batch 16, 128 px, fp32"
+    _, t = _timed(lambda: [step() for _ in range(steps)], torch.device("cpu"))
+    return 1000 * t / (steps * batch)
+
+
+LOADER_SIZES = (("128x128 (native)", None, 128), ("320x320 (resized)", (320, 320), 320))
+
+
+def loader_case(store_dir: Path, ix, n: int) -> dict:
+    from semires.candidates import CandidateStore
+
+    ids = ix.image_ids()[:n]
+    res = {"train_model": "lavt_tiny (channels 32/64/128/192, decoder 64, MiniLM-L6-shaped frozen text), batch 16, "
+                          "fp32, 1 thread"}
+    for label, size, train_px in LOADER_SIZES:
+        cold = CandidateStore(store_dir, cache_size=0)
+        _, c = _timed(lambda st=cold, sz=size: [st.masks(i, size=sz) for i in ids], torch.device("cpu"))
+        warm = CandidateStore(store_dir, cache_size=len(ids), cache_mb=16384)  # everything fits: a true warm pass
+        [warm.masks(i, size=size) for i in ids]
+        _, w = _timed(lambda st=warm, sz=size: [st.masks(i, size=sz) for i in ids], torch.device("cpu"))
+        res[label] = {"cold_ms_per_sample": 1000 * c / len(ids), "warm_ms_per_sample": 1000 * w / len(ids),
+                      "train_step_ms_per_sample": _train_step_ms(train_px), "samples": len(ids)}
     print(f"[loader] {json.dumps(res)}", flush=True)
     return res
 
@@ -276,6 +282,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="where RefShapes and stores go (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per SAM regime before it stops adding images")
+    ap.add_argument("--update", action="store_true", help="keep the other sections of an existing --out file")
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
     if dev.type == "cpu":
@@ -285,11 +292,13 @@ def main(argv=None) -> int:
                                                               else "candidates_gpu.json")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="candidates_bench."))
     raw: dict = {"device": str(dev)}
-    rows = []
+    rows: list = []
+    by_section: dict[str, list] = {}
     default = _refshapes(work, "default", 24 if args.quick else None) if sections & {"embedded", "loader", "calls"} \
         else None
 
     if "sam" in sections:
+        rows = by_section["sam"] = []
         small = _refshapes(work, "default", 8) if default is None else default
         if dev.type == "cuda":
             hw = (480, 640)
@@ -304,10 +313,6 @@ def main(argv=None) -> int:
                       "warmup": not args.quick}]
         images = _resized(small, max(c["n_images"] for c in cases), hw)
         raw["sam"] = sam_cases(dev, images, cases, args.budget)
-        raw["small_regions"] = sr = small_regions_check()
-        if sr:
-            rows.append(["min_mask_region_area post-processing (holes + islands)", "scipy (fast) vs OpenCV (vanilla)",
-                         "-", "-", "-", "-", f"identical on {sr['identical']}/{sr['masks']} random masks"])
         for e in raw["sam"]:
             setting = (f"{e['model']} @{e['img_size']}px, {e['points_per_side']}² points, {e['regime']} masks, "
                        f"{e['image_hw'][1]}x{e['image_hw'][0]} images")
@@ -316,7 +321,12 @@ def main(argv=None) -> int:
                          round(e["candidates_per_image"], 1),
                          (f"matched mIoU {e['matched_miou_vs_vanilla']:.4f}, identical "
                           f"{e['exactly_equal_images']}/{e['images']}")])
+        raw["small_regions"] = sr = small_regions_check()
+        if sr:
+            rows.append(["min_mask_region_area post-processing (holes + islands)", "scipy (fast) vs OpenCV (vanilla)",
+                         "-", "-", "-", "-", f"identical on {sr['identical']}/{sr['masks']} random masks"])
     if "embedded" in sections:
+        rows = by_section["embedded"] = []
         tiny = _refshapes(work, "tiny")
         raw["embedded"] = [embedded_case(tiny, work / "store-tiny", "RefShapes tiny (all 24 images, 64 px)"),
                            embedded_case(default, work / "store-default",
@@ -329,23 +339,31 @@ def main(argv=None) -> int:
                          "recall@0.5/0.75/0.8/0.9 = " + "/".join(f"{r[f'recall@{t}']:.1f}" for t in ("0.5", "0.75", "0.8", "0.9"))
                          + f" % of {r['objects']} objects"])
     if "loader" in sections:
+        rows = by_section["loader"] = []
         store = work / "store-default"
         if not (store / "manifest.json").is_file():
             embedded_case(default, store, "RefShapes default")
         raw["loader"] = ld = loader_case(store, default, 64 if args.quick else 300)
-        for label in ("native 128x128", "resized to 320x320"):
+        for label, _, px in LOADER_SIZES:
+            step = ld[label]["train_step_ms_per_sample"]
             for kind in ("cold", "warm"):
                 ms = ld[label][f"{kind}_ms_per_sample"]
                 rows.append([f"CandidateStore.masks, {label}", f"{kind} ({'decode' if kind == 'cold' else 'LRU hit'})",
                              f"{ms:.2f} ms" if ms >= 0.01 else f"{1000 * ms:.1f} µs", int(1000 / ms), "-", "-",
-                             (f"{100 * ms / ld['train_step_ms_per_sample']:.2f}% of a lavt_tiny train step per "
-                              f"sample ({ld['train_step_ms_per_sample']:.1f} ms)")])
+                             f"{100 * ms / step:.2f}% of a lavt_tiny train step at {px} px ({step:.1f} ms/sample)"])
     if "calls" in sections:
+        rows = by_section["calls"] = []
         raw["calls"] = c = calls_case(default)
         rows.append([f"SAM calls on RefShapes default train ({c['train_images']} images)", "one per image", "-", "-",
                      f"x{c['train_refs'] / c['train_images']:.2f} fewer than per ref", "-",
                      f"{c['train_images']} calls vs {c['train_refs']} per ref, {c['train_expressions']} per expression"])
 
+    if args.update and out_path.is_file():
+        old = json.loads(out_path.read_text())
+        for k, v in old.get("rows_by_section", {}).items():
+            by_section.setdefault(k, v)
+        raw = {**old.get("raw", {}), **raw}
+    rows = [r for k in ("sam", "embedded", "loader", "calls") for r in by_section.get(k, [])]
     if dev.type == "cuda":
         machine = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     else:
@@ -361,7 +379,7 @@ def main(argv=None) -> int:
                      + ("CPU times are process CPU seconds, 1 torch thread. " if dev.type == "cpu"
                         else "CUDA times are wall clock after one warm-up image. ")
                      + "Recall = share of annotated objects with some candidate at IoU >= t."),
-           "machine": machine, "date": dt.date.today().isoformat(), "raw": raw}
+           "machine": machine, "date": dt.date.today().isoformat(), "raw": raw, "rows_by_section": by_section}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {out_path}")

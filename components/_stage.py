@@ -104,6 +104,7 @@ def stage(name: str, p: Params, sections: Mapping[str, Any], metrics_path: str |
     ``library_run``: the library function opens (and on a retry resumes) the stage's run itself
     under the name ``name``; the component adds the stage tags, its metrics and artifacts to it.
     """
+    limit_threads()
     tracking = cfg(p, "mlflow", TrackingConfig)
     if not tracking_on(tracking):  # no server: no per-stage SQLite stores inside the stage outputs either
         tracking = tracking.model_copy(update={"enabled": False})
@@ -126,6 +127,17 @@ def stage(name: str, p: Params, sections: Mapping[str, Any], metrics_path: str |
 def is_main_process() -> bool:
     """False on non-zero ranks under ``torchrun`` (rank 0 alone writes files and logs)."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def limit_threads() -> None:
+    """Apply ``SEMIRES_THREADS`` (torch intra-op threads) when set: on a small or shared machine one
+    thread per process is often faster than two (benchmarks/results/train_speed_bench.json).
+    A section's own ``threads`` field, where it has one, still wins: the library applies it later."""
+    n = os.environ.get("SEMIRES_THREADS")
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))
 
 
 def _write_metrics(st: Stage, metrics_path: str | Path | None) -> None:

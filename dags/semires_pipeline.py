@@ -130,6 +130,7 @@ def semires_pipeline():
     def pseudo_label(ctx: dict) -> dict:
         component("pseudo_label", ["--index", rd(ctx, "index"), "--splits", rd(ctx, "splits"),
                                    "--teacher", rd(ctx, "burn_in"), "--out", rd(ctx, "pseudo"),
+                                   "--report", rd(ctx, "checks", "pseudo_label.txt"),
                                    "--metrics", rd(ctx, "metrics", "pseudo_label.json")], ctx)
         return ctx
 

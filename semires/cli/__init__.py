@@ -48,11 +48,12 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except Exception as exc:  # click usage errors carry their own exit code
         import click
+        from typer._click import exceptions as typer_click  # typer >= 0.2x raises its vendored click's errors
 
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, (click.ClickException, typer_click.ClickException)):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, (click.exceptions.Abort, typer_click.Abort)):
             return 130
         raise
     return 0

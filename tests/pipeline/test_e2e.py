@@ -33,7 +33,8 @@ def tree_digest(root: Path, rels: list[str]) -> dict[str, str]:
     out = {}
     for rel in rels:
         p = root / rel
-        files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+        # .gitignore files inside output folders are DVC's notes to git, not outputs
+        files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file() and q.name != ".gitignore")
         for f in files:
             out[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
