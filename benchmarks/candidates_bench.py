@@ -97,7 +97,10 @@ def _agreement(ref: np.ndarray, got: np.ndarray) -> tuple[float, bool]:
     return float(np.concatenate([m.max(1), m.max(0)]).mean()), ref.shape == got.shape and bool(np.array_equal(ref, got))
 
 
-def sam_cases(dev: torch.device, images: list[np.ndarray], cases: list[dict], budget_s: float) -> list[dict]:
+def sam_cases(dev: torch.device, images: list[np.ndarray], cases: list[dict], budget_s: float,
+              partial: Path | None = None) -> list[dict]:
+    """Time and compare the AMG implementations; after each regime the entries so far are written to
+    ``partial`` (so a run stopped by a time limit still leaves its numbers)."""
     from segment_anything import SamAutomaticMaskGenerator
 
     from semires.candidates.disc_sam import with_disc_masks
@@ -163,6 +166,8 @@ def sam_cases(dev: torch.device, images: list[np.ndarray], cases: list[dict], bu
                 print(f"[sam] {case['model']} {regime:6s} {name:18s} {s:7.3f} s/img  x{van / s:5.2f}  "
                       f"{entry['candidates_per_image']:.1f} cands  mIoU {entry['matched_miou_vs_vanilla']:.4f}  "
                       f"equal {entry['exactly_equal_images']}/{entry['images']}", flush=True)
+            if partial is not None:
+                partial.write_text(json.dumps(out, indent=1) + "\n")
         del base
         if dev.type == "cuda":
             torch.cuda.empty_cache()
@@ -290,6 +295,7 @@ def main(argv=None) -> int:
     sections = set(args.sections.split(","))
     out_path = args.out or ROOT / "benchmarks" / "results" / ("candidates.json" if dev.type == "cpu"
                                                               else "candidates_gpu.json")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="candidates_bench."))
     raw: dict = {"device": str(dev)}
     rows: list = []
@@ -312,7 +318,7 @@ def main(argv=None) -> int:
                       "fast_ppb": [64], "n_images": 1 if args.quick else 2, "regimes": ["disc", "random"],
                       "warmup": not args.quick}]
         images = _resized(small, max(c["n_images"] for c in cases), hw)
-        raw["sam"] = sam_cases(dev, images, cases, args.budget)
+        raw["sam"] = sam_cases(dev, images, cases, args.budget, out_path.with_suffix(".partial.json"))
         for e in raw["sam"]:
             setting = (f"{e['model']} @{e['img_size']}px, {e['points_per_side']}² points, {e['regime']} masks, "
                        f"{e['image_hw'][1]}x{e['image_hw'][0]} images")
@@ -380,8 +386,8 @@ def main(argv=None) -> int:
                         else "CUDA times are wall clock after one warm-up image. ")
                      + "Recall = share of annotated objects with some candidate at IoU >= t."),
            "machine": machine, "date": dt.date.today().isoformat(), "raw": raw, "rows_by_section": by_section}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(doc, indent=1) + "\n")
+    out_path.with_suffix(".partial.json").unlink(missing_ok=True)
     print(f"wrote {out_path}")
     return 0
 

@@ -6,13 +6,14 @@
 # regimes (see benchmarks/candidates_bench.py): 'disc' (real ViT-H compute, object-like masks,
 # published thresholds) and 'random' (the network's own noise masks, thresholds lowered equally).
 # Reports s/image, speed-up over vanilla, candidates/image and matched mIoU vs vanilla.
-# Finishes in about 2-3 minutes (hard limit 225 s for the Python part).
+# Sized to finish well within 4 minutes (hard limit 225 s for the Python part); not yet run on a GPU.
 #
 # Usage, from the repository root on the GPU machine (device tool):
 #   command:   bash benchmarks/gpu_candidates.sh
 #   carry:     [".whl"]   (segment-anything, pycocotools, pydantic wheels for cp312 x86-64)
 #   timeout_s: 300
-# Writes $OUT/candidates_gpu.json (benchmarks/results/ without $OUT). CPU dry run of this script:
+# Writes $OUT/candidates_gpu.json (benchmarks/results/ without $OUT); if the time limit cuts the run,
+# $OUT/candidates_gpu.partial.json keeps the regimes finished so far. CPU dry run of this script:
 #   GPU_CANDIDATES_SMOKE=1 bash benchmarks/gpu_candidates.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
