@@ -116,12 +116,13 @@ def _refine_shard(store: PseudoStore, i: int, index: RefIndex, candidates, cfg: 
     masks = torch.from_numpy(sh.masks())
     items = []
     truth_cache: dict[int, torch.Tensor] = {}
+    atoms: dict = {}  # image id -> AtomCandidates: expressions of one image share its atoms
     for s in range(0, len(sh), stage.batch_size):
         rows = slice(s, min(len(sh), s + stage.batch_size))
         pseudo = masks[rows].to(device)
         prob = dequantize(sh.prob[rows]).to(device)
         image_ids = sh.image_id[rows].tolist()
-        cands = None if cfg.strategy == "none" else gather_candidates(candidates, image_ids, size, device)
+        cands = None if cfg.strategy == "none" else gather_candidates(candidates, image_ids, size, device, atoms)
         res = refine(pseudo, prob, cands, cfg)
         truth = torch.stack([_truth(index, int(r), size, truth_cache) for r in sh.ref_id[rows].tolist()]).to(device)
         before = ((pseudo & truth).flatten(1).sum(1), (pseudo | truth).flatten(1).sum(1))

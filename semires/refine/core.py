@@ -3,7 +3,9 @@
 Inputs for a batch of B samples:
   - ``pseudo``: (B, H, W) bool teacher pseudo-masks P (the thresholded foreground probability),
   - ``prob``: (B, H, W) float teacher foreground probabilities in [0, 1],
-  - ``cands``: :class:`~semires.refine.packing.CandidateBatch`, K_b >= 0 candidates per sample.
+  - ``cands``: K_b >= 0 candidates per sample, either dense (:class:`~semires.refine.packing.CandidateBatch`,
+    a flat (N, H, W) stack) or as atoms (:class:`~semires.refine.atoms.AtomBatch`, built once per
+    image and much faster on CPU for real candidate sets); both give identical results.
 
 Per candidate M of sample b: ``IoU = |M and P| / |M or P|``, ``cover = |M and P| / |P|``,
 ``inside = |M and P| / |M|``, each 0 where its denominator is 0. Ratios are float64 divisions of
@@ -28,14 +30,16 @@ candidate never matches (IoU 0, inside 0, and cover 0 unless P is empty too, whe
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
 
+from semires.refine.atoms import AtomBatch
 from semires.refine.config import RefineConfig
 from semires.refine.counts import pixel_counts, safe_ratio
 from semires.refine.packing import CandidateBatch
+
+Candidates = CandidateBatch | AtomBatch  # both give overlap(pseudo) and union(selected); results are identical
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,10 @@ class RefineResult:
     strategy: str
 
 
-def pair_stats(pseudo: torch.Tensor, cands: CandidateBatch, block_bytes: int | None = None) -> PairStats:
+def pair_stats(pseudo: torch.Tensor, cands: Candidates) -> PairStats:
     """IoU, cover and inside of every candidate against its sample's pseudo-mask (see module doc)."""
     _check(pseudo, cands)
-    inter, area, parea = pixel_counts(cands.masks, cands.owner, pseudo, block_bytes)
+    inter, area, parea = cands.overlap(pseudo)
     pa = parea[cands.owner]
     return PairStats(iou=safe_ratio(inter, area + pa - inter), cover=safe_ratio(inter, pa),
                      inside=safe_ratio(inter, area), inter=inter, area=area, pseudo_area=parea)
@@ -109,25 +113,34 @@ def _segment_best(values: torch.Tensor, owner: torch.Tensor, b: int) -> tuple[to
     return best, first
 
 
-def iom(pseudo: torch.Tensor, cands: CandidateBatch, iou_thresh: float = 0.5,
+def _fill_unmatched(union: torch.Tensor, pseudo: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
+    """``union`` (a fresh tensor, modified in place) with the pseudo-mask copied into unmatched samples."""
+    unmatched = ~matched
+    if bool(unmatched.any()):
+        union[unmatched] = pseudo[unmatched]
+    return union
+
+
+def iom(pseudo: torch.Tensor, cands: Candidates, iou_thresh: float = 0.5,
         stats: PairStats | None = None) -> Match:
     """IoU-based Optimal Matching: the best-IoU candidate where its IoU is > ``iou_thresh``.
 
     Args:
         pseudo: (B, H, W) bool.
-        cands: candidates of the same B samples at the same (H, W).
+        cands: candidates of the same B samples at the same (H, W): a dense
+            :class:`~semires.refine.packing.CandidateBatch` or an :class:`~semires.refine.atoms.AtomBatch`.
     """
     stats = pair_stats(pseudo, cands) if stats is None else stats
     b = pseudo.shape[0]
     best, first = _segment_best(stats.iou, cands.owner, b)
     matched = (first >= 0) & (best > iou_thresh)
-    label = pseudo.clone()
-    if bool(matched.any()):
-        label[matched] = cands.masks[first[matched]]
+    chosen = torch.zeros(cands.owner.shape[0], dtype=torch.bool, device=pseudo.device)
+    chosen[first[matched]] = True
+    label = _fill_unmatched(cands.union(chosen), pseudo, matched)
     return Match(label=label, matched=matched, score=best, parts=matched.long())
 
 
-def cpi(pseudo: torch.Tensor, cands: CandidateBatch, cover_thresh: float = 0.7, inside_thresh: float = 0.7,
+def cpi(pseudo: torch.Tensor, cands: Candidates, cover_thresh: float = 0.7, inside_thresh: float = 0.7,
         stats: PairStats | None = None) -> Match:
     """Composite Parts Integration: the union of candidates with cover > ``cover_thresh`` or
     inside > ``inside_thresh``; shapes as in :func:`iom`."""
@@ -136,14 +149,7 @@ def cpi(pseudo: torch.Tensor, cands: CandidateBatch, cover_thresh: float = 0.7, 
     take = (stats.cover > cover_thresh) | (stats.inside > inside_thresh)
     parts = torch.bincount(cands.owner[take], minlength=b)
     matched = parts > 0
-    union = torch.zeros(b, pseudo[0].numel(), dtype=torch.uint8, device=pseudo.device)
-    if bool(take.any()):
-        with warnings.catch_warnings():  # index_reduce_ is flagged beta; amax over 0/1 bytes is a plain OR
-            warnings.simplefilter("ignore", UserWarning)
-            union.index_reduce_(0, cands.owner[take],
-                                cands.masks[take].reshape(int(take.sum()), -1).view(torch.uint8), reduce="amax")
-    union = union.view(pseudo.shape).bool()
-    label = torch.where(matched[:, None, None], union, pseudo)
+    label = _fill_unmatched(cands.union(take), pseudo, matched)
     best, _ = _segment_best(stats.iou, cands.owner, b)
     inter, uarea, parea = pixel_counts(label, torch.arange(b, device=pseudo.device), pseudo)
     union_iou = safe_ratio(inter, uarea + parea - inter)
@@ -162,7 +168,7 @@ def pwa_weight(prob: torch.Tensor, offset: float = 1.3, mu: float = 0.5, var: fl
     return offset - torch.exp((p - mu).square_().mul_(-1.0 / (2 * var))).mul_(1.0 / math.sqrt(2 * math.pi * var))
 
 
-def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: CandidateBatch | None,
+def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: Candidates | None,
            cfg: RefineConfig | None = None) -> RefineResult:
     """Refine a batch of pseudo-masks with the strategy and PWA setting of ``cfg``.
 
@@ -197,7 +203,7 @@ def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: CandidateBatch | Non
                         strategy=cfg.strategy)
 
 
-def _check(pseudo: torch.Tensor, cands: CandidateBatch) -> None:
+def _check(pseudo: torch.Tensor, cands: Candidates) -> None:
     if pseudo.dim() != 3 or pseudo.dtype != torch.bool:
         raise ValueError(f"pseudo must be (B, H, W) bool, got {tuple(pseudo.shape)} {pseudo.dtype}")
     if cands.batch_size != pseudo.shape[0]:

@@ -20,7 +20,7 @@ _GROUP = 255  # words summed before a byte lane could overflow (each lane adds a
 DEFAULT_BLOCK_BYTES = 2 << 20
 
 
-def _as_words(flat: torch.Tensor) -> torch.Tensor:
+def as_words(flat: torch.Tensor) -> torch.Tensor:
     """(R, L) bool, contiguous -> (R, ceil(L / 8)) int64 words with 0/1 byte lanes (zero-padded)."""
     if flat.shape[1] % 8:
         flat = F.pad(flat.view(torch.uint8), (0, 8 - flat.shape[1] % 8))
@@ -68,13 +68,13 @@ def pixel_counts(masks: torch.Tensor, owner: torch.Tensor, reference: torch.Tens
         raise ValueError(f"masks are {tuple(masks.shape[1:])} but reference masks are {tuple(reference.shape[1:])}")
     if masks.dtype != torch.bool or reference.dtype != torch.bool:
         raise ValueError(f"masks must be bool, got {masks.dtype} and {reference.dtype}")
-    ref_words = _as_words(reference.reshape(b, -1))
+    ref_words = as_words(reference.reshape(b, -1))
     ref_area = _lane_counts(ref_words) if b else torch.zeros(0, dtype=torch.int64, device=reference.device)
     inter = torch.zeros(n, dtype=torch.int64, device=masks.device)
     area = torch.zeros(n, dtype=torch.int64, device=masks.device)
     if n == 0:
         return inter, area, ref_area
-    words = _as_words(masks.reshape(n, -1))
+    words = as_words(masks.reshape(n, -1))
     wd = words.shape[1]
     if block_bytes is None:
         block_bytes = DEFAULT_BLOCK_BYTES if masks.device.type == "cpu" else n * wd * 8

@@ -100,6 +100,45 @@ class CandidateBatch:
         """(K_b, H, W) bool candidates of sample ``b`` (in packing order)."""
         return self.masks[self.owner == b]
 
+    def overlap(self, pseudo: torch.Tensor, block_bytes: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(|M_n and P_owner(n)|, |M_n|, |P_b|)`` as int64 (N,), (N,), (B,); ``pseudo`` is (B, H, W) bool."""
+        from semires.refine.counts import pixel_counts
+
+        return pixel_counts(self.masks, self.owner, pseudo, block_bytes)
+
+    def union(self, selected: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) bool: per sample, the union of its candidates with ``selected`` (N,) True (empty if none).
+
+        Masks are added as int64 words of 0/1 byte lanes (see :mod:`semires.refine.counts`), so a
+        lane counts the selected candidates covering its pixel; at most 255 candidates per sample are
+        added per round, so lanes never overflow. Integer ``index_add_`` is exact and has a
+        deterministic CUDA kernel.
+        """
+        from semires.refine.counts import as_words
+
+        h, w = self.size
+        hw, b = h * w, self.batch_size
+        idx = selected.nonzero().flatten()
+        if idx.numel() == 0:
+            return torch.zeros(b, h, w, dtype=torch.bool, device=self.device)
+        owner = self.owner.index_select(0, idx)
+        words = as_words(self.masks.index_select(0, idx).reshape(-1, hw))  # index_select: far faster than [idx]
+        # rank of each selected candidate within its sample: rounds of <= 255 per sample
+        order = torch.argsort(owner, stable=True)
+        first = torch.searchsorted(owner[order], owner[order], side="left")
+        rank = torch.empty_like(owner)
+        rank[order] = torch.arange(owner.numel(), device=self.device) - first
+        rounds = int(rank.max()) // 255 + 1
+        out = None
+        for r in range(rounds):
+            part = None if rounds == 1 else (rank // 255) == r
+            acc = torch.zeros(b, words.shape[1], dtype=torch.int64, device=self.device)
+            acc.index_add_(0, owner if part is None else owner[part], words if part is None else words[part])
+            hit = acc.view(torch.uint8).view(b, -1) > 0
+            out = hit if out is None else out | hit
+        return out[:, :hw].reshape(b, h, w)
+
 
 class CandidateSource(Protocol):
     """Anything that serves an image's candidates at a given size (e.g. ``semires.candidates``' store)."""
@@ -109,18 +148,32 @@ class CandidateSource(Protocol):
 
 
 def gather_candidates(source: CandidateSource, image_ids: Sequence[int], size: tuple[int, int] | int,
-                      device: torch.device | str | None = None) -> CandidateBatch:
-    """Candidates of a batch of samples (``image_ids`` may repeat: each image is read once)."""
+                      device: torch.device | str | None = None, atoms: dict | None = None):
+    """Candidates of a batch of samples (``image_ids`` may repeat: each image is read once).
+
+    With ``atoms`` (a dict, e.g. one per stage run) each image's atoms are built once and kept in the
+    dict, and the batch is packed by :func:`~semires.refine.atoms.pack_for_device` (atoms on the CPU,
+    dense on CUDA); without it, a dense :class:`CandidateBatch`. All refine identically.
+    """
+    from semires.refine.atoms import AtomCandidates, pack_for_device
+
     hw = (size, size) if isinstance(size, int) else tuple(size)
     seen: dict[int, torch.Tensor] = {}
     stacks = []
     for iid in image_ids:
         iid = int(iid)
+        if atoms is not None and iid in atoms:
+            stacks.append(atoms[iid])
+            continue
         if iid not in seen:
             m = torch.as_tensor(source.masks(iid, hw))
             if m.dim() != 3 or tuple(m.shape[1:]) != hw:
                 raise ValueError(f"candidate source returned {tuple(m.shape)} for image {iid}, expected (K, {hw[0]}, "
                                  f"{hw[1]})")
             seen[iid] = m.bool()
-        stacks.append(seen[iid])
+            if atoms is not None:
+                atoms[iid] = AtomCandidates.from_masks(seen[iid])
+        stacks.append(atoms[iid] if atoms is not None else seen[iid])
+    if atoms is not None:
+        return pack_for_device(stacks, device)
     return CandidateBatch.from_list(stacks, size=hw, device=device)

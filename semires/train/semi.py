@@ -38,7 +38,8 @@ from semires.eval.metrics import intersection_union
 from semires.eval.overlays import pick_indices, save_overlays
 from semires.models import load_tokenizer
 from semires.pseudo.predict import teacher_predict
-from semires.refine import CandidateBatch, CandidateSource, RefineConfig, refine
+from semires.refine import CandidateSource, RefineConfig, refine
+from semires.refine.atoms import pack_for_device
 from semires.tracking import Tracker, TrackingConfig
 from semires.train import ddp
 from semires.train.checkpoint import load_model, resume_training, save_checkpoint, save_model
@@ -104,6 +105,19 @@ def _check_resume(saved: dict, current: dict, path: Path) -> None:
                            "train into a new --out folder, or delete last.pt to start over")
 
 
+def _check_finished(out_dir: Path, cfg: SemiConfig, refine_cfg: RefineConfig) -> None:
+    """A finished folder is returned as is only for the same settings; another config is refused."""
+    saved = io.read_json(out_dir / "config.json")
+    current = {"semi": cfg.model_dump(mode="json"), "refine": refine_cfg.model_dump(mode="json")}
+    diffs = [f"semi.{k}" for k in sorted(current["semi"])
+             if k not in RESUME_FREE and saved.get("semi", {}).get(k) != current["semi"][k]]
+    if cfg.mode == "online" and saved.get("refine") != current["refine"]:
+        diffs.append("refine")
+    if diffs:
+        raise SemiresError(f"this folder holds a finished run with another config ({', '.join(diffs)})", out_dir,
+                           "train into a new --out folder, or delete this one")
+
+
 def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: Sequence[int],
                burn_in: str | Path, out_dir: str | Path, cfg: SemiConfig | None = None,
                refine_cfg: RefineConfig | None = None, candidates: CandidateSource | None = None,
@@ -123,6 +137,7 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
     cfg, refine_cfg = cfg or SemiConfig(), refine_cfg or RefineConfig()
     out_dir, burn_in = Path(out_dir), Path(burn_in)
     if io.is_complete(out_dir) and (out_dir / "metrics.json").is_file():
+        _check_finished(out_dir, cfg, refine_cfg)
         return io.read_json(out_dir / "metrics.json")
     online = cfg.mode == "online"
     if online and refine_cfg.strategy != "none" and candidates is None:
@@ -158,7 +173,7 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
     optimizer = build_optimizer(student, cfg.lr, cfg.weight_decay, cfg.betas)
     total = cfg.steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * len(unl_ds) / cfg.unlabeled_batch))
     scheduler = build_scheduler(optimizer, total, cfg.poly_power, cfg.warmup_steps)
-    sources = {"candidates": getattr(candidates, "root", None) and str(candidates.root),
+    sources = {"candidates": None if candidates is None else str(getattr(candidates, "dir", type(candidates).__name__)),
                "refined": None if refined_dir is None else str(refined_dir)}
     resolved = _resolved(model_cfg, cfg, refine_cfg, index, labeled, unlabeled, burn_in, sources)
 
@@ -230,8 +245,7 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
     truth = unl["truth"].to(device)
     if online:
         prob, pseudo = teacher_predict(pair.teacher, normalize_batch(weak), ids_u, mask_u, dtype)
-        cands = (CandidateBatch.from_list(unl["candidates"], size=(size, size), device=device)
-                 if "candidates" in unl else None)
+        cands = pack_for_device(unl["candidates"], device) if "candidates" in unl else None
         res = refine(pseudo, prob, cands, refine_cfg)
         label, weight, matched = res.label, res.weight, res.matched
     else:

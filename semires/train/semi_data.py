@@ -7,7 +7,9 @@ Item ``i`` of :class:`UnlabeledDataset` is a dict:
 - ``input_ids``, ``attention_mask``: (L,) int64
 - ``index``, ``ref_id``, ``sent_id``, ``image_id``: int64 scalars
 - ``truth``: (S, S) bool true mask, for logging pseudo-label quality only (never a training target)
-- ``candidates``: (K, S, S) bool (online mode with a candidate source)
+- ``candidates``: :class:`~semires.refine.atoms.AtomCandidates` of the image at (S, S) (online mode
+  with a candidate source); atoms are built once per image and cached (about H x W x 4 bytes each,
+  instead of K x H x W for the dense stack)
 - ``label``: (S, S) int64 and ``weight``: (S, S) float32, ``matched``: bool (self-training mode)
 """
 
@@ -22,7 +24,7 @@ from torch.utils.data import Dataset, default_collate
 from semires.errors import DataError
 from semires.pseudo.refine_stage import load_refined, refined_target
 from semires.pseudo.shards import PseudoStore
-from semires.refine import CandidateSource
+from semires.refine import AtomCandidates, CandidateSource
 from semires.train.dataset import ExpressionDataset
 
 MAX_DECODED_BYTES = 2 << 30  # self-training keeps all probability shards decoded up to this size
@@ -32,10 +34,10 @@ class UnlabeledDataset(Dataset):
     """Wraps an :class:`ExpressionDataset` of unlabeled expressions (see module docstring)."""
 
     def __init__(self, base: ExpressionDataset, candidates: CandidateSource | None = None,
-                 refined_dir: str | None = None, cache_candidates: int = 64):
+                 refined_dir: str | None = None, cache_candidates: int = 2048):
         self.base = base
         self.candidates = candidates
-        self._cands: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cands: OrderedDict[int, AtomCandidates] = OrderedDict()
         self._cache_size = cache_candidates
         self.refined = self.refine_cfg = self.pseudo = None
         if refined_dir is not None:
@@ -55,11 +57,15 @@ class UnlabeledDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def _candidates(self, image_id: int) -> torch.Tensor:
+    def _candidates(self, image_id: int) -> AtomCandidates:
         m = self._cands.get(image_id)
         if m is None:
             s = self.base.image_size
-            m = torch.as_tensor(self.candidates.masks(image_id, (s, s))).bool()
+            stack = torch.as_tensor(self.candidates.masks(image_id, (s, s))).bool()
+            if stack.dim() != 3 or tuple(stack.shape[1:]) != (s, s):
+                raise DataError(f"the candidate source gave {tuple(stack.shape)} for image {image_id}, expected "
+                                f"(K, {s}, {s})", None, "check the candidate store")
+            m = AtomCandidates.from_masks(stack)
             self._cands[image_id] = m
             while len(self._cands) > self._cache_size:
                 self._cands.popitem(last=False)
@@ -84,7 +90,7 @@ class UnlabeledDataset(Dataset):
 
 
 def collate_unlabeled(items: list[dict]) -> dict:
-    """Default collation, except ``candidates``, which stay a list of (K_b, S, S) stacks (ragged)."""
+    """Default collation, except ``candidates``, which stay a list (one AtomCandidates per sample)."""
     cands = [it.pop("candidates") for it in items] if items and "candidates" in items[0] else None
     batch = default_collate(items)
     if cands is not None:

@@ -12,7 +12,18 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from semires.config import Params, section
-from semires.refine import CandidateBatch, RefineConfig, cpi, iom, pair_stats, pwa_weight, refine
+from semires.refine import (
+    AtomBatch,
+    AtomCandidates,
+    CandidateBatch,
+    RefineConfig,
+    cpi,
+    iom,
+    pair_stats,
+    pwa_weight,
+    refine,
+)
+from semires.refine.atoms import pack_for_device
 from semires.refine.counts import pixel_counts
 from semires.refine.reference import refine_loop
 
@@ -227,6 +238,47 @@ def test_vectorised_refine_equals_the_per_candidate_loop(inputs):
     assert torch.equal(got.parts, want.parts)
     assert torch.equal(got.score, want.score)
     assert torch.allclose(got.weight, want.weight, atol=1e-6, rtol=0)
+    atoms = AtomBatch.from_list([AtomCandidates.from_masks(m) for m in stacks])
+    via_atoms = refine(pseudo, prob, atoms, cfg)
+    for field in ("label", "matched", "parts", "score", "weight"):
+        assert torch.equal(getattr(via_atoms, field), getattr(got, field)), field
+
+
+def test_atoms_round_trip_and_count_like_the_dense_stack():
+    rng = np.random.default_rng(3)
+    stack = torch.from_numpy(rng.random((7, 9, 11)) < 0.4)
+    stack[3] = False  # an empty candidate
+    stack[5] = stack[1]  # a duplicate
+    a = AtomCandidates.from_masks(stack)
+    assert torch.equal(a.masks(), stack)
+    assert a.area.tolist() == stack.flatten(1).sum(1).tolist()
+    assert a.atom.dtype == torch.int32 and a.member.shape[1] == 7 and int(a.atom.max()) < a.member.shape[0]
+    empty = AtomCandidates.from_masks(torch.zeros(0, 9, 11, dtype=torch.bool))
+    assert empty.masks().shape == (0, 9, 11) and empty.num_candidates == 0
+    pseudo = torch.from_numpy(rng.random((2, 9, 11)) < 0.5)
+    batch = AtomBatch.from_list([a, empty])
+    dense = CandidateBatch.from_list([stack, torch.zeros(0, 9, 11, dtype=torch.bool)])
+    for x, y in zip(batch.overlap(pseudo), dense.overlap(pseudo)):
+        assert torch.equal(x, y)
+    sel = torch.tensor([True, False, False, True, False, True, False])
+    assert torch.equal(batch.union(sel), dense.union(sel))
+    assert torch.equal(batch.union(sel)[0], stack[0] | stack[5])
+    assert isinstance(pack_for_device([a, empty], "cpu"), AtomBatch)
+    with pytest.raises(ValueError, match="disagree"):
+        AtomBatch.from_list([a, AtomCandidates.from_masks(torch.zeros(1, 4, 4, dtype=torch.bool))])
+
+
+def test_dense_union_of_more_than_255_candidates_per_sample():
+    # byte lanes count covering candidates: more than 255 per sample are added in rounds, never overflow
+    rng = np.random.default_rng(5)
+    stacks = [torch.from_numpy(rng.random((600, 5, 7)) < 0.5), torch.from_numpy(rng.random((3, 5, 7)) < 0.5)]
+    cands = CandidateBatch.from_list(stacks)
+    selected = torch.ones(603, dtype=torch.bool)
+    selected[10] = False
+    got = cands.union(selected)
+    assert torch.equal(got[0], stacks[0][torch.arange(600) != 10].any(0))
+    assert torch.equal(got[1], stacks[1].any(0))
+    assert not cands.union(torch.zeros(603, dtype=torch.bool)).any()
 
 
 @settings(max_examples=60, deadline=None)
@@ -264,3 +316,15 @@ def test_cpu_and_cuda_give_the_same_results():
         assert torch.equal(cpu.label, gpu.label.cpu()) and torch.equal(cpu.matched, gpu.matched.cpu())
         assert torch.equal(cpu.score, gpu.score.cpu()) and torch.equal(cpu.parts, gpu.parts.cpu())
         assert torch.allclose(cpu.weight, gpu.weight.cpu(), atol=1e-6, rtol=0)
+        atoms = AtomBatch.from_list([AtomCandidates.from_masks(m) for m in stacks], device="cuda")
+        torch.use_deterministic_algorithms(True)  # the trainer may run in deterministic mode: nothing may refuse
+        try:
+            via_atoms = refine(pseudo.cuda(), prob.cuda(), atoms, cfg)
+            dense = refine(pseudo.cuda(), prob.cuda(), CandidateBatch.from_list(stacks, device="cuda"), cfg)
+            packed = pack_for_device([AtomCandidates.from_masks(m) for m in stacks], "cuda")
+            assert isinstance(packed, CandidateBatch)
+            via_packed = refine(pseudo.cuda(), prob.cuda(), packed, cfg)
+        finally:
+            torch.use_deterministic_algorithms(False)
+        for got in (via_atoms, dense, via_packed):
+            assert torch.equal(cpu.label, got.label.cpu()) and torch.equal(cpu.score, got.score.cpu())

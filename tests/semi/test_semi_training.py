@@ -103,3 +103,12 @@ def test_missing_inputs_give_clear_errors(semi_setup, tmp_path):
     with pytest.raises(SemiresError, match="self_training needs"):
         train_semi(s["index"], s["split"].labeled, s["split"].unlabeled, s["burn_in"], tmp_path / "b",
                    cfg(mode="self_training"), RefineConfig(), None, tracking=OFF, progress=False)
+
+
+def test_a_finished_run_is_not_returned_for_another_config(semi_setup, tmp_path):
+    run(semi_setup, tmp_path / "semi", cfg(steps=2, eval_every=2))
+    assert run(semi_setup, tmp_path / "semi", cfg(steps=2, eval_every=2, log_every=5))["steps"] == 2  # free key
+    with pytest.raises(SemiresError, match="finished run with another config.*semi.steps"):
+        run(semi_setup, tmp_path / "semi", cfg(steps=3, eval_every=2))
+    with pytest.raises(SemiresError, match="finished run with another config.*refine"):
+        run(semi_setup, tmp_path / "semi", cfg(steps=2, eval_every=2), RefineConfig(strategy="cpi"))
