@@ -28,7 +28,7 @@ def semires_compare():
         ctx = get_current_context()
         p = ctx["params"]
         out = run_dir_for(p["work_root"], "semires_compare", ctx["dag_run"].run_id) / "compare.md"
-        run_module("semires.cli.pipeline", ["compare", "--params", p["base_params"], "--max-runs", p["max_runs"],
+        run_module("semires", ["pipeline", "compare", "--params", p["base_params"], "--max-runs", p["max_runs"],
                                             "--out", out])
         return str(out)
 

@@ -71,7 +71,7 @@ def semires_pipeline():
         run_ctx = {"run_dir": str(run_dir), "params": str(params), "dag_run_id": dag_run_id, "parent_run_id": None}
         run_module("components.configure", ["--base", p["base_params"], "--out", params,
                                             *[a for s in sets for a in ("--set", s)]], run_ctx)
-        out = run_module("semires.cli.pipeline", ["start-run", "--params", params, "--name", dag_run_id], run_ctx)
+        out = run_module("semires", ["pipeline", "start-run", "--params", params, "--name", dag_run_id], run_ctx)
         lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
         run_ctx["parent_run_id"] = lines[-1] if lines and len(lines[-1]) == 32 else None
         return run_ctx
@@ -170,7 +170,7 @@ def semires_pipeline():
 
         ok = Path(rd(ctx, "metrics", "report.json")).is_file()
         if ctx.get("parent_run_id"):
-            run_module("semires.cli.pipeline", ["end-run", ctx["parent_run_id"], "--status",
+            run_module("semires", ["pipeline", "end-run", ctx["parent_run_id"], "--status",
                                                 "FINISHED" if ok else "FAILED", "--params", ctx["params"]], ctx)
         if not ok:
             raise RuntimeError(f"pipeline run {ctx['dag_run_id']} failed before its report; see the failed task")

@@ -14,24 +14,27 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 export PATH="$ROOT/.venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
+# one torch thread per stage process: on 2 shared cores it beat two threads by far
+# (benchmarks/results/train_speed_bench.json); export SEMIRES_THREADS=2 on an idle machine to compare
+export SEMIRES_THREADS=${SEMIRES_THREADS:-1}
 PARAMS=${SEMIRES_PARAMS:-params.yaml}
 t0=$(date +%s)
 stamp() { printf '[demo %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 stamp "starting services (moto S3, MLflow server)"
-eval "$(python -m semires.cli.pipeline services up --print-env)"
+eval "$(python -m semires pipeline services up --print-env)"
 stamp "MLflow $MLFLOW_TRACKING_URI, S3 $MLFLOW_S3_ENDPOINT_URL"
 
 # the remote's endpoint is machine-local: .dvc/config.local, which git ignores
 dvc remote modify --local s3 endpointurl "$MLFLOW_S3_ENDPOINT_URL"
 
-SEMIRES_PARENT_RUN_ID=$(python -m semires.cli.pipeline start-run --params "$PARAMS" \
+SEMIRES_PARENT_RUN_ID=$(python -m semires pipeline start-run --params "$PARAMS" \
     --name "demo-$(date -u +%Y%m%dT%H%M%SZ)" | tail -n 1)
 export SEMIRES_PARENT_RUN_ID
 status=FAILED
 finish() {
     if [ -n "${SEMIRES_PARENT_RUN_ID:-}" ]; then
-        python -m semires.cli.pipeline end-run "$SEMIRES_PARENT_RUN_ID" --status "$status" --params "$PARAMS" >/dev/null || true
+        python -m semires pipeline end-run "$SEMIRES_PARENT_RUN_ID" --status "$status" --params "$PARAMS" >/dev/null || true
     fi
 }
 trap finish EXIT
@@ -50,8 +53,8 @@ echo
 cat reports/summary.md
 echo
 stamp "pipeline runs in MLflow (newest first):"
-python -m semires.cli.pipeline compare --params "$PARAMS" --max-runs 10
+python -m semires pipeline compare --params "$PARAMS" --max-runs 10
 echo
 stamp "done in $(( $(date +%s) - t0 )) s"
 echo "MLflow UI: $MLFLOW_TRACKING_URI   (runs, nested stage runs, the registered student model)"
-echo "Services keep running; stop them with: .venv/bin/python -m semires.cli.pipeline services down"
+echo "Services keep running; stop them with: .venv/bin/python -m semires pipeline services down"

@@ -4,7 +4,7 @@ the Airflow DAG, as container components exchanging KFP artifacts.
     python infra/kfp/pipeline.py --image registry.example.com/semires:cuda --num-shards 8 \
         --env MLFLOW_TRACKING_URI=http://mlflow.mlops:5000 --out infra/kfp/semires_pipeline.yaml
 
-Every step runs ``python -m components.<stage>`` (or ``semires.cli.pipeline``) in the project
+Every step runs ``python -m components.<stage>`` (or ``python -m semires pipeline``) in the project
 image; paths are KFP artifact paths. The parent MLflow run is opened by ``start-run`` and its id is
 passed to each step, which exports it as ``SEMIRES_PARENT_RUN_ID``. Candidate shards are
 ``--num-shards`` parallel steps (fixed when compiling; the compiled ``configure`` step sets
@@ -151,7 +151,7 @@ def build(image: str, num_shards: int = 2, gpu: bool = True, env: dict[str, str]
                         'set -e; python -m components.configure --base params.yaml --out "$0" '
                         '--set pipeline.label_ratio="$2" --set refine.strategy="$3" --set refine.pwa="$4" '
                         f'--set candidates.num_shards={num_shards} --overrides-json "$5"; '
-                        'python -m semires.cli.pipeline start-run --params "$0" --name "kfp-$6" '
+                        'python -m semires pipeline start-run --params "$0" --name "kfp-$6" '
                         '--tag semires.kfp_run_id="$6" | tail -n 1 > "$1"',
                         o("params"), o("run_id"), {"inputValue": "label_ratio"}, {"inputValue": "strategy"},
                         {"inputValue": "pwa"}, {"inputValue": "overrides"}, {"inputValue": "kfp_run"}],
@@ -165,7 +165,7 @@ def build(image: str, num_shards: int = 2, gpu: bool = True, env: dict[str, str]
             "image": image,
             # an exit task may not depend on other tasks: it finds the parent run by its KFP run tag
             "command": ["sh", "-c",
-                        'python -m semires.cli.pipeline end-run --tag semires.kfp_run_id="$0" --status auto',
+                        'python -m semires pipeline end-run --tag semires.kfp_run_id="$0" --status auto',
                         {"inputValue": "kfp_run"}],
             **({"env": env} if env else {}),
         }},

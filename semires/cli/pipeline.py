@@ -154,10 +154,3 @@ def check_refined_labels(refined: Path = typer.Option(..., help="refined-label f
 
     cfg = section(load_params(params), "checks", ChecksConfig)
     typer.echo(str(check_refined(refined, report_path=report, cfg=cfg.labels)))
-
-if __name__ == "__main__":  # `python -m semires.cli.pipeline ...`: what the DAGs and Kubeflow steps run
-    import sys
-
-    from semires.cli import run_app
-
-    sys.exit(run_app(app))

@@ -39,7 +39,22 @@ def _refine_cfg(p, strategy: str | None, pwa: bool | None):
 
     cfg = section(p, "refine", RefineConfig)
     changes = {k: v for k, v in (("strategy", strategy), ("pwa", pwa)) if v is not None}
-    return RefineConfig.model_validate({**cfg.model_dump(), **changes}) if changes else cfg
+    return _override(RefineConfig, cfg, changes)
+
+
+def _override(model, cfg, changes: dict):
+    """``cfg`` with command-line ``changes``; a bad value is a one-line error naming the option."""
+    from pydantic import ValidationError
+
+    from semires.errors import SemiresError
+
+    if not changes:
+        return cfg
+    try:
+        return model.model_validate({**cfg.model_dump(), **changes})
+    except ValidationError as exc:
+        bad = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise SemiresError(bad, None, "see `semires semi --help`") from exc
 
 
 Index = Annotated[Path, typer.Option(help="index JSON written by `semires data index`")]
@@ -101,8 +116,7 @@ def train(index: Index, split: Split,
 
     p = load_params(params)
     cfg = section(p, "semi", SemiConfig)
-    if mode is not None:
-        cfg = SemiConfig.model_validate({**cfg.model_dump(), "mode": mode})
+    cfg = _override(SemiConfig, cfg, {} if mode is None else {"mode": mode})
     refine_cfg = _refine_cfg(p, strategy, pwa)
     sp = load_split(split)
     online = cfg.mode == "online"

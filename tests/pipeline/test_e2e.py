@@ -53,10 +53,10 @@ def rest(services, method: str, path: str, body: dict | None = None) -> dict:
 @pytest.fixture(scope="module")
 def first(project):
     """One full `dvc repro` under a parent MLflow run."""
-    out = project.py("-m", "semires.cli.pipeline", "start-run", "--params", "params.yaml", "--name", "dvc-e2e").stdout
+    out = project.py("-m", "semires", "pipeline", "start-run", "--params", "params.yaml", "--name", "dvc-e2e").stdout
     run_id = out.strip().splitlines()[-1]
     res = project("dvc", "repro", env={"SEMIRES_PARENT_RUN_ID": run_id})
-    project.py("-m", "semires.cli.pipeline", "end-run", run_id, "--status", "auto", "--params", "params.yaml")
+    project.py("-m", "semires", "pipeline", "end-run", run_id, "--status", "auto", "--params", "params.yaml")
     return {"run_id": run_id, "stdout": res.stdout + res.stderr}
 
 
@@ -118,7 +118,7 @@ def test_mlflow_runs_and_registry_through_rest(project, first, services):
 
 
 def test_compare_table_lists_the_run(project, first):
-    out = project.py("-m", "semires.cli.pipeline", "compare", "--params", "params.yaml").stdout
+    out = project.py("-m", "semires", "pipeline", "compare", "--params", "params.yaml").stdout
     row = next(line for line in out.splitlines() if first["run_id"] in line)
     assert "0.5" in row and "iom+pwa" in row
     assert "val.mIoU" in out.splitlines()[0]

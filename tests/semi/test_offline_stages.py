@@ -158,6 +158,8 @@ def test_cli_runs_the_offline_stages(semi_setup, noisy_pseudo_dir, tmp_path):
                                  str(params), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "mt: " in r.output and "match rate 0.0%" in r.output
+    from semires.errors import SemiresError
+
     r = CliRunner().invoke(app, ["refine", "--index", str(semi_setup["index"].path), "--pseudo", str(noisy_pseudo_dir),
                                  "--out", str(tmp_path / "ref2"), "--strategy", "best", "--params", str(params)])
-    assert r.exit_code != 0
+    assert isinstance(r.exception, SemiresError) and "--strategy" in str(r.exception)
