@@ -115,6 +115,8 @@ class Tracker:
         kwargs = {"run_id": run_id} if run_id else {"run_name": run_name, "experiment_id": exp_id, "tags": all_tags}
         if parent and not run_id:
             kwargs.update(nested=True, parent_run_id=parent)
+        elif run_id and mlflow.active_run() is not None:
+            kwargs["nested"] = True  # resuming a stage's run inside a caller's open run (e.g. a benchmark's parent)
         with mlflow.start_run(**kwargs) as active:
             self.run_id = active.info.run_id
             yield self

@@ -52,3 +52,19 @@ def test_nested_run_under_pipeline_parent_and_disabled_tracker(tmp_path, monkeyp
     with off.run("x") as t:
         t.log_metrics({"a": 1.0})
         assert t.run_id is None and t.log_model(None, ()) is None
+
+
+def test_a_run_resumes_by_id_inside_a_callers_open_run(tmp_path, monkeypatch):
+    # a resumed training stage inside a benchmark's parent run: MLflow needs nested=True there
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SEMIRES_PARENT_RUN_ID", raising=False)
+    cfg = TrackingConfig(uri=f"sqlite:///{tmp_path / 'm.db'}", experiment="exp")
+    with Tracker(cfg, tmp_path).run("stage") as first:
+        first.log_metrics({"loss": 1.0}, step=0)
+    with Tracker(cfg, tmp_path).run("bench"), Tracker(cfg, tmp_path).run("stage", run_id=first.run_id) as again:
+        again.log_metrics({"loss": 0.5}, step=1)
+    assert again.run_id == first.run_id
+    hist = mlflow.MlflowClient(cfg.uri).get_metric_history(first.run_id, "loss")
+    assert [m.value for m in hist] == [1.0, 0.5]
