@@ -108,7 +108,11 @@ class AtomBatch:
         pairs = torch.cat([a.pairs + off for a, off in zip(items, offsets)], 1)
         if int(n_atoms.sum()) >= 2**30:
             raise ValueError("too many atoms in one batch for int32 ids; use smaller batches")
-        code = torch.stack([a.atom * 2 + 2 * uo for a, uo in zip(items, atom_off.tolist())]).to(torch.int32)
+        h, w = shapes.pop()
+        code = torch.empty(len(items), h, w, dtype=torch.int32)
+        for i, (a, uo) in enumerate(zip(items, atom_off.tolist())):
+            torch.add(a.atom, uo, out=code[i])  # written in place: no stacked copy
+        code.mul_(2)
         return cls(code=code.to(dev), pair_atom=pairs[0].to(dev), pair_cand=pairs[1].to(dev),
                    area=torch.cat([a.area for a in items]).to(dev),
                    owner=torch.repeat_interleave(torch.arange(len(items)), n_cands).to(dev),
