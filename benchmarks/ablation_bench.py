@@ -10,9 +10,10 @@ Every run folder is resumable: rerunning the script skips finished runs.
 
 Budgets (the JSON records which one produced the numbers):
   smoke  RefShapes 'tiny', a few steps: checks the script end to end (tests), numbers meaningless
-  small  RefShapes 'default', 64 px, 600 burn-in + 600 semi steps, EMA momentum 0.99 (CPU: about
-         10 min per run on 1 free core; with 600 steps the paper's 0.9996 would leave the teacher at
-         ~79% burn-in weights, so the small budget uses a shorter EMA horizon)
+  small  RefShapes 'default', 64 px, 900 burn-in steps (as benchmarks/supervised_bench.py) + 600 semi
+         steps, EMA momentum 0.99 (CPU: 6 to 10 min per run on one busy core; with 600 steps the
+         paper's 0.9996 would leave the teacher at ~79% burn-in weights, so the small budget uses a
+         shorter EMA horizon)
   full   RefShapes 'default', 128 px, 1800 burn-in + 4000 semi steps, EMA momentum 0.9996 (the paper)
 
     python benchmarks/ablation_bench.py --budget small [--ratios 0.01] [--seeds 0,1] [--variants mt,iom+pwa]
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import time
@@ -41,8 +41,10 @@ from semires import io
 from semires.data.index import RefIndex, build_index
 from semires.data.splits import make_splits, ratio_name
 from semires.eval.evaluate import evaluate_checkpoint
+from semires.hardware import describe
 from semires.models import ModelConfig
 from semires.refine import RefineConfig
+from semires.runs import params_hash
 from semires.tracking import PARENT_ENV, Tracker, TrackingConfig
 from semires.train.config import BurnInConfig
 from semires.train.semi_config import SemiConfig
@@ -66,13 +68,13 @@ BUDGETS: dict[str, dict] = {
               "full_epochs": 1,
               "semi": {"steps": 4, "batch_size": 2, "eval_every": 2, "ema_momentum": 0.9}},
     "small": {"preset": "default", "model": {},
-              "burn_in": {"epochs": 6, "steps_per_epoch": 100, "batch_size": 16, "image_size": 64,
+              "burn_in": {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64, "lr": 2e-3,
                           "val_max_expressions": 400, "warmup_steps": 50},
               "full_epochs": 3,
               "semi": {"steps": 600, "batch_size": 8, "eval_every": 200, "ema_momentum": 0.99,
                        "val_max_expressions": 400}},
     "full": {"preset": "default", "model": {},
-             "burn_in": {"epochs": 12, "steps_per_epoch": 150, "batch_size": 16, "image_size": 128,
+             "burn_in": {"epochs": 12, "steps_per_epoch": 150, "batch_size": 16, "image_size": 128, "lr": 2e-3,
                          "val_max_expressions": 1000, "warmup_steps": 50},
              "full_epochs": 12,
              "semi": {"steps": 4000, "batch_size": 8, "eval_every": 500, "ema_momentum": 0.9996,
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mlflow-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else <work>/mlflow.db")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True,
+                    help="refine each ratio's burn-in pseudo-labels offline and score them (pseudo_label_quality.json)")
     args = ap.parse_args(argv)
     from semires.train.semi import train_semi
     from semires.train.supervised import train_supervised
@@ -150,10 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     common = {"device": "cpu", "threads": args.threads, "log_every": 50, "overlays": 4}
     burn_cfg = BurnInConfig(**budget["burn_in"], **common, checkpoint_every=200)
     semi_base = {**budget["semi"], **common, "checkpoint_every": 200}
+    # run folders carry a hash of their settings: another budget never reuses a finished run
+    burn_key = params_hash({"model": model_cfg, "burn_in": burn_cfg})[:8]
+    semi_key = params_hash({"burn": burn_key, "semi": semi_base})[:8]
     tracking = TrackingConfig(uri=args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                               or f"sqlite:///{(work / 'mlflow.db').resolve()}", experiment="semires-ablation",
                               log_model=False)
-    needs_cands = any(VARIANTS.get(v) is not None and VARIANTS[v].strategy != "none" for v in variants)
+    needs_cands = args.quality or any(VARIANTS.get(v) is not None and VARIANTS[v].strategy != "none" for v in variants)
     source = candidate_source(work, index, args.candidates) if needs_cands else None
     results: dict[tuple, dict] = {}
     quality: dict[float, dict] = {}
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
             sp = load_split(split)
             tag = f"{ratio_name(ratio)}_s{seed}"
-            burn = work / "runs" / tag / "supervised"
+            burn = work / "runs" / tag / f"supervised-{burn_key}"
             t0 = time.perf_counter()
             train_supervised(index, sp.labeled, burn, model_cfg, BurnInConfig(**{**burn_cfg.model_dump(), "seed": seed}),
                              tracking, progress=False, run_name=f"burn_in {tag}")
@@ -178,13 +185,14 @@ def main(argv: list[str] | None = None) -> int:
                                                                           burn / "eval", tracking, f"supervised {tag}"),
                                                         "wall_s": time.perf_counter() - t0}
                 print(tag, "supervised", _summary(results[(ratio, seed, "supervised")]), flush=True)
-            if seed == seeds[0] and source is not None:
-                quality[ratio] = pseudo_quality(index, sp, burn, work / "pseudo" / tag, source, tracking)
+            if seed == seeds[0] and args.quality:
+                quality[ratio] = pseudo_quality(index, sp, burn, work / "pseudo" / f"{tag}-{burn_key}", source,
+                                                tracking)
                 write_quality(args, quality)
             for v in variants:
                 if v in ("supervised", "full"):
                     continue
-                out = work / "runs" / tag / v
+                out = work / "runs" / tag / f"{v}-{semi_key}"
                 t0 = time.perf_counter()
                 train_semi(index, sp.labeled, sp.unlabeled, burn / "best.safetensors", out,
                            SemiConfig(**{**semi_base, "seed": seed}), VARIANTS[v],
@@ -196,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(tag, v, _summary(results[(ratio, seed, v)]), flush=True)
                 write(args, results, ratios, seeds, variants, budget, time.perf_counter() - t_bench)
         if "full" in variants:
-            out = work / "runs" / "full"
+            out = work / "runs" / f"full-{burn_key}"
             t0 = time.perf_counter()
             train_supervised(index, None, out, model_cfg,
                              BurnInConfig(**{**burn_cfg.model_dump(), "epochs": budget["full_epochs"],
@@ -241,8 +249,7 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
                      "(online refinement with the embedded candidate generator, not SAM). Mean over seeds where "
                      f"several ({seeds} at the smallest ratio). Kept model: EMA teacher by val oIoU. Scores on every "
                      "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone)."),
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
-                      f"{args.threads} torch thread(s), torch {torch.__version__}",
+           "machine": describe("cpu", args.threads) + " (shared machine)",
            "date": dt.date.today().isoformat(), "wall_s": round(wall, 1)}
     name = "ablation_bench" if args.budget != "smoke" else "ablation_bench_smoke"
     return io.write_json(args.out_dir / f"{name}.json", doc)
@@ -282,7 +289,7 @@ def write_quality(args, quality: dict[float, dict]) -> Path:
                      "expression; IoU against the true mask at the prediction size. Candidates: the embedded "
                      "generator (not SAM) unless --candidates named another store. Unmatched samples keep their "
                      "pseudo-mask."),
-           "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+           "machine": describe("cpu", args.threads),
            "date": dt.date.today().isoformat()}
     name = "pseudo_label_quality" if args.budget != "smoke" else "pseudo_label_quality_smoke"
     return io.write_json(args.out_dir / f"{name}.json", doc)

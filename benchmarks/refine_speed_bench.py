@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import statistics
 import sys
 import time
@@ -34,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from semires import io
+from semires.hardware import describe, load_average
 from semires.refine import AtomBatch, AtomCandidates, CandidateBatch, RefineConfig, refine
 from semires.refine.reference import refine_loop
 
@@ -100,19 +99,6 @@ def assert_same(a, b) -> None:
         raise AssertionError("vectorised and loop weights differ by more than 1e-6")
 
 
-def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    s = f"{cpu}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
-    if device == "cuda":
-        s = f"{torch.cuda.get_device_name()} ({s})"
-    return s
 
 
 def refine_atoms(pseudo, prob, atoms, cfg):
@@ -145,10 +131,7 @@ def store_inputs(store_dir: Path, index_path: Path, b: int, k: int, side: int, s
 
 def load_note() -> str:
     """The 1-minute load average, since CPU timings on a shared machine depend on it."""
-    try:
-        return f"Load average at the end: {os.getloadavg()[0]:.1f}."
-    except OSError:
-        return ""
+    return f"Load average at the end: {load_average():.1f}."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                   "is the last column): one pass over an H x W atom map instead of K masks. These random ellipses "
                   "overlap far more than SAM or embedded-generator masks (RefShapes: 80-280 atoms per image), so "
                   "the atom maps here are a hard case. " + load_note()),
-        "machine": machine(dev),
+        "machine": describe(dev),
         "date": dt.date.today().isoformat(),
         "raw": raw,
         "settings": {"repeats": args.repeats, "loop_repeats": args.loop_repeats, "threads": args.threads},

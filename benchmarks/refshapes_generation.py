@@ -21,19 +21,11 @@ from pathlib import Path
 
 from semires import io
 from semires.data.synthetic import PRESETS, generate
+from semires.hardware import cpu_name, load_average
 
 
 def _machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load average {load:.1f} at start, {platform.python_version()}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, load average {load_average():.1f} at start, {platform.python_version()}"
 
 
 def _cpu_seconds() -> float:

@@ -165,8 +165,6 @@ def cached_outs(root: Path) -> list[str]:
                    if (root / o["path"]).exists() and not o["path"].startswith(("reports/", "metrics/", "plots/"))})
 
 
-@pytest.mark.xfail(reason="failed on one full CI run (shard folders reported changed after pull); fixed and passing "
-                          "(XPASS) on the final clean clone: drop this marker after one more green CI", strict=False)
 def test_cleared_cache_pull_restores_identical_outputs(project):
     import shutil
 
@@ -182,8 +180,6 @@ def test_cleared_cache_pull_restores_identical_outputs(project):
     assert "up to date" in project("dvc", "status").stdout
 
 
-@pytest.mark.xfail(reason="failed on one full CI run (DAG called pseudo_label without --report); fixed and passing "
-                          "(XPASS) on the final clean clone: drop this marker after one more green CI", strict=False)
 def test_airflow_dag_with_a_killed_task_matches_dvc(project, services, tmp_path):
     home, work = tmp_path / "airflow", tmp_path / "runs"
     marker = tmp_path / "killed.txt"

@@ -21,7 +21,7 @@ def _bench():
 @pytest.mark.slow
 def test_ablation_bench_smoke_budget(tmp_path):
     bench = _bench()
-    rc = bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt",
+    rc = bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt", "--no-quality",
                      "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path)])
     assert rc == 0
     doc = json.loads((tmp_path / "ablation_bench_smoke.json").read_text())
@@ -35,6 +35,6 @@ def test_ablation_bench_smoke_budget(tmp_path):
     names = set(runs["tags.mlflow.runName"])
     assert {"ablation_bench (smoke)", "burn_in 50pct_s0", "semi mt 50pct_s0", "eval mt 50pct_s0"} <= names
     # a rerun finds every run finished and rewrites the same table
-    assert bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt",
+    assert bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt", "--no-quality",
                        "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "ablation_bench_smoke.json").read_text())["rows"] == doc["rows"]
