@@ -177,13 +177,12 @@ def main(argv: list[str] | None = None) -> int:
             sp = load_split(split)
             tag = f"{ratio_name(ratio)}_s{seed}"
             burn = work / "runs" / tag / f"supervised-{burn_key}"
-            t0 = time.perf_counter()
-            train_supervised(index, sp.labeled, burn, model_cfg, BurnInConfig(**{**burn_cfg.model_dump(), "seed": seed}),
+            burn_metrics = train_supervised(index, sp.labeled, burn, model_cfg, BurnInConfig(**{**burn_cfg.model_dump(), "seed": seed}),
                              tracking, progress=False, run_name=f"burn_in {tag}")
             if "supervised" in variants:
                 results[(ratio, seed, "supervised")] = {"eval": _evaluate(index_path, burn / "best.safetensors",
                                                                           burn / "eval", tracking, f"supervised {tag}"),
-                                                        "wall_s": time.perf_counter() - t0}
+                                                        "train_s": burn_metrics["train_s"]}
                 print(tag, "supervised", _summary(results[(ratio, seed, "supervised")]), flush=True)
             if seed == seeds[0] and args.quality:
                 quality[ratio] = pseudo_quality(index, sp, burn, work / "pseudo" / f"{tag}-{burn_key}", source,
@@ -193,24 +192,22 @@ def main(argv: list[str] | None = None) -> int:
                 if v in ("supervised", "full"):
                     continue
                 out = work / "runs" / tag / f"{v}-{semi_key}"
-                t0 = time.perf_counter()
-                train_semi(index, sp.labeled, sp.unlabeled, burn / "best.safetensors", out,
+                semi_metrics = train_semi(index, sp.labeled, sp.unlabeled, burn / "best.safetensors", out,
                            SemiConfig(**{**semi_base, "seed": seed}), VARIANTS[v],
                            source if VARIANTS[v].strategy != "none" else None, tracking=tracking, progress=False,
                            run_name=f"semi {v} {tag}")
                 results[(ratio, seed, v)] = {"eval": _evaluate(index_path, out / "best.safetensors", out / "eval",
                                                                tracking, f"{v} {tag}"),
-                                             "wall_s": time.perf_counter() - t0}
+                                             "train_s": semi_metrics["train_s"]}
                 print(tag, v, _summary(results[(ratio, seed, v)]), flush=True)
                 write(args, results, ratios, seeds, variants, budget, time.perf_counter() - t_bench)
         if "full" in variants:
             out = work / "runs" / f"full-{burn_key}"
-            t0 = time.perf_counter()
-            train_supervised(index, None, out, model_cfg,
+            full_metrics = train_supervised(index, None, out, model_cfg,
                              BurnInConfig(**{**burn_cfg.model_dump(), "epochs": budget["full_epochs"],
                                              "steps_per_epoch": None}), tracking, progress=False, run_name="full")
             results[(1.0, 0, "full")] = {"eval": _evaluate(index_path, out / "best.safetensors", out / "eval",
-                                                           tracking, "full"), "wall_s": time.perf_counter() - t0}
+                                                           tracking, "full"), "train_s": full_metrics["train_s"]}
             print("full", _summary(results[(1.0, 0, "full")]), flush=True)
         os.environ.pop(PARENT_ENV, None)
     path = write(args, results, ratios, seeds, variants, budget, time.perf_counter() - t_bench)
@@ -240,7 +237,7 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
                      if sup and v not in ("supervised", "full") else None)
             rows.append([f"{100 * ratio:g}%", LABELS[v], len(runs), *cells, delta])
     for (r, s, name), res in sorted(results.items()):
-        raw.append({"ratio": r, "seed": s, "variant": name, "eval": res["eval"], "wall_s": round(res["wall_s"], 1)})
+        raw.append({"ratio": r, "seed": s, "variant": name, "eval": res["eval"], "train_s": round(res["train_s"], 1)})
     doc = {"title": "SemiRES ablation on RefShapes (CPU default model)",
            "columns": ["labeled", "variant", "seeds", "val mIoU", "val oIoU", "testA mIoU", "testA oIoU",
                        "testB mIoU", "testB oIoU", "val mIoU vs supervised"],
@@ -250,7 +247,8 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
                      f"several ({seeds} at the smallest ratio). Kept model: EMA teacher by val oIoU. Scores on every "
                      "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone)."),
            "machine": describe("cpu", args.threads) + " (shared machine)",
-           "date": dt.date.today().isoformat(), "wall_s": round(wall, 1)}
+           "date": dt.date.today().isoformat(), "this_invocation_s": round(wall, 1),
+           "train_s_total": round(sum(res["train_s"] for res in results.values()), 1)}
     name = "ablation_bench" if args.budget != "smoke" else "ablation_bench_smoke"
     return io.write_json(args.out_dir / f"{name}.json", doc)
 
