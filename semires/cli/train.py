@@ -10,6 +10,7 @@ Multi-GPU: ``torchrun --nproc_per_node N -m semires train supervised ...`` (DDP;
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -40,6 +41,8 @@ def supervised(
     res = train_supervised(index, resolve_labeled(labeled), out, section(p, "model", ModelConfig),
                            section(p, "burn_in", BurnInConfig), section(p, "mlflow", TrackingConfig),
                            progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun every rank returns the same metrics: one summary line is enough
     best = res.get("best") or {}
     typer.echo(f"best epoch {res.get('best_epoch')}: val mIoU {best.get('mIoU', float('nan')):.2f}, "
                f"oIoU {best.get('oIoU', float('nan')):.2f} -> {out / 'best.safetensors'}")
