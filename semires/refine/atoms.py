@@ -28,13 +28,14 @@ class AtomCandidates:
     """The candidates of one image as atoms.
 
     Attributes:
-        atom: (H, W) int32 atom id of every pixel, in [0, U).
+        code: (H, W) int32, twice the atom id of every pixel (atom ids in [0, U)); doubled so that
+            ``code + P`` indexes (atom, in P) bins directly, with no per-step multiply.
         member: (U, K) bool, ``member[u, k]``: candidate k covers atom u.
         area: (K,) int64 pixel count of every candidate.
         pairs: (2, P) int64, the (atom, candidate) index pairs of ``member`` (kept so batches pack fast).
     """
 
-    atom: torch.Tensor
+    code: torch.Tensor
     member: torch.Tensor
     area: torch.Tensor
     pairs: torch.Tensor
@@ -55,8 +56,17 @@ class AtomCandidates:
         member = np.unpackbits(uniq.view(np.uint8).reshape(len(uniq), rows.shape[1]), axis=1, count=k).astype(bool)
         sizes = np.bincount(inverse.ravel(), minlength=len(uniq)).astype(np.int64)
         area = member.T.astype(np.int64) @ sizes
-        return cls(torch.from_numpy(inverse.reshape(h, w).astype(np.int32)), torch.from_numpy(member),
+        return cls(torch.from_numpy(2 * inverse.reshape(h, w).astype(np.int32)), torch.from_numpy(member),
                    torch.from_numpy(area), torch.from_numpy(np.stack(np.nonzero(member)).astype(np.int64)))
+
+    @property
+    def atom(self) -> torch.Tensor:
+        """(H, W) int32 atom id of every pixel, in [0, U)."""
+        return self.code // 2
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.member.shape[0])
 
     @property
     def num_candidates(self) -> int:
@@ -69,20 +79,24 @@ class AtomCandidates:
 
 @dataclass(frozen=True)
 class AtomBatch:
-    """Atoms of B samples, flat, for :func:`semires.refine.core.refine` (same results as the dense stack).
+    """Atoms of B samples, for :func:`semires.refine.core.refine` (same results as the dense stack).
+
+    The per-image atom maps are kept as they are (no batch copy) and every pass over pixels runs
+    per sample, so its temporaries (H x W x 4 bytes) stay in the CPU cache; only the small per-atom
+    and per-candidate tables are batch-wide.
 
     Attributes:
-        code: (B, H, W) int32, twice the pixel's atom id; atom ids are offset to be unique across the
-            batch, in [0, num_atoms). Doubled so that ``code + P`` indexes (atom, in P) bins directly.
-        pair_atom, pair_cand: (P,) int64, one pair per (atom, candidate covering it).
+        codes: B tensors (H, W) int32, twice each pixel's atom id *within its sample*.
+        pair_atom, pair_cand: (P,) int64, one pair per (atom, candidate covering it); atom ids here are
+            batch-wide (sample b's atoms are ``atom_start[b] .. atom_start[b + 1] - 1``).
         area: (N,) int64 candidate areas; N = sum of K_b.
         owner: (N,) int64 sample of each candidate (candidates of sample b are contiguous, in stack order).
-        atom_start: (B + 1,) int64, sample b owns atoms ``atom_start[b] .. atom_start[b + 1] - 1``.
+        atom_start: (B + 1,) int64 offsets of each sample's atoms.
         batch_size: B.
         num_atoms: total atoms of the batch.
     """
 
-    code: torch.Tensor
+    codes: tuple[torch.Tensor, ...]
     pair_atom: torch.Tensor
     pair_cand: torch.Tensor
     area: torch.Tensor
@@ -96,24 +110,17 @@ class AtomBatch:
         """Pack per-sample atoms (all at the same (H, W)); ``device`` defaults to the CPU."""
         if not items:
             raise ValueError("cannot pack an empty list of atom candidates")
-        shapes = {tuple(a.atom.shape) for a in items}
+        shapes = {tuple(a.code.shape) for a in items}
         if len(shapes) > 1:
             raise ValueError(f"atom maps disagree on (H, W): {sorted(shapes)}")
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        n_atoms = torch.tensor([a.member.shape[0] for a in items])
-        n_cands = torch.tensor([a.member.shape[1] for a in items])
+        n_atoms = torch.tensor([a.num_atoms for a in items])
+        n_cands = torch.tensor([a.num_candidates for a in items])
         atom_off = torch.cumsum(n_atoms, 0) - n_atoms
         cand_off = torch.cumsum(n_cands, 0) - n_cands
         offsets = torch.stack([atom_off, cand_off], 1)[:, :, None]  # (B, 2, 1)
         pairs = torch.cat([a.pairs + off for a, off in zip(items, offsets)], 1)
-        if int(n_atoms.sum()) >= 2**30:
-            raise ValueError("too many atoms in one batch for int32 ids; use smaller batches")
-        h, w = shapes.pop()
-        code = torch.empty(len(items), h, w, dtype=torch.int32)
-        for i, (a, uo) in enumerate(zip(items, atom_off.tolist())):
-            torch.add(a.atom, uo, out=code[i])  # written in place: no stacked copy
-        code.mul_(2)
-        return cls(code=code.to(dev), pair_atom=pairs[0].to(dev), pair_cand=pairs[1].to(dev),
+        return cls(codes=tuple(a.code.to(dev) for a in items), pair_atom=pairs[0].to(dev), pair_cand=pairs[1].to(dev),
                    area=torch.cat([a.area for a in items]).to(dev),
                    owner=torch.repeat_interleave(torch.arange(len(items)), n_cands).to(dev),
                    atom_start=torch.cat([atom_off, n_atoms.sum().reshape(1)]).to(dev),
@@ -121,21 +128,23 @@ class AtomBatch:
 
     @property
     def atom(self) -> torch.Tensor:
-        """(B, H, W) int32 atom ids (batch-unique)."""
-        return self.code // 2
+        """(B, H, W) int64 batch-wide atom ids (a copy; for inspection)."""
+        return torch.stack([c.long() // 2 + int(s) for c, s in zip(self.codes, self.atom_start[:-1].tolist())])
 
     @property
     def size(self) -> tuple[int, int]:
-        return int(self.code.shape[1]), int(self.code.shape[2])
+        return int(self.codes[0].shape[0]), int(self.codes[0].shape[1])
 
     @property
     def device(self) -> torch.device:
-        return self.code.device
+        return self.codes[0].device
 
     def overlap(self, pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(|M_n and P_owner(n)|, |M_n|, |P_b|)`` as int64 (N,), (N,), (B,); ``pseudo`` is (B, H, W) bool."""
-        # one integer histogram over (atom, in P) bins: |u and P| for every atom u, no masked copy
-        hist = torch.bincount((self.code + pseudo).flatten(), minlength=2 * self.num_atoms)[1::2]
+        starts = self.atom_start.tolist()
+        # per sample: one integer histogram over (atom, in P) bins gives |u and P| for its atoms
+        hist = torch.cat([torch.bincount((code + p).flatten(), minlength=2 * (e - s))[1::2]
+                          for code, p, s, e in zip(self.codes, pseudo, starts, starts[1:])])
         inter = torch.zeros(self.area.shape[0], dtype=torch.int64, device=self.device)
         inter.index_add_(0, self.pair_cand, hist.index_select(0, self.pair_atom))
         cum = torch.cat([hist.new_zeros(1), hist.cumsum(0)])
@@ -145,8 +154,13 @@ class AtomBatch:
         """(B, H, W) bool: per sample, the union of its candidates with ``selected`` (N,) True."""
         hits = torch.zeros(self.num_atoms, dtype=torch.int32, device=self.device)
         hits.index_add_(0, self.pair_atom, selected.to(torch.int32).index_select(0, self.pair_cand))
-        table = (hits > 0).repeat_interleave(2)  # indexed by code = 2 * atom
-        return table.index_select(0, self.code.flatten()).view(self.code.shape)
+        table = (hits > 0).repeat_interleave(2)  # indexed by 2 * atom
+        h, w = self.size
+        out = torch.empty(self.batch_size, h * w, dtype=torch.bool, device=self.device)
+        starts = self.atom_start.tolist()
+        for b, code in enumerate(self.codes):
+            torch.index_select(table[2 * starts[b]:2 * starts[b + 1]], 0, code.flatten(), out=out[b])
+        return out.view(self.batch_size, h, w)
 
 
 def pack_for_device(items: Sequence[AtomCandidates], device: torch.device | str | None = None):
@@ -165,5 +179,5 @@ def pack_for_device(items: Sequence[AtomCandidates], device: torch.device | str 
         return AtomBatch.from_list(items, dev)
     from semires.refine.packing import CandidateBatch
 
-    stacks = [a.member.to(dev)[a.atom.to(dev).long()].permute(2, 0, 1) for a in items]
-    return CandidateBatch.from_list(stacks, size=tuple(items[0].atom.shape), device=dev)
+    stacks = [a.member.to(dev)[a.code.to(dev).long() // 2].permute(2, 0, 1) for a in items]
+    return CandidateBatch.from_list(stacks, size=tuple(items[0].code.shape), device=dev)
