@@ -16,6 +16,7 @@ All counts are exact integers, so results equal the dense path (:class:`Candidat
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,8 @@ class AtomCandidates:
             ``code + P`` indexes (atom, in P) bins directly, with no per-step multiply.
         member: (U, K) bool, ``member[u, k]``: candidate k covers atom u.
         area: (K,) int64 pixel count of every candidate.
-        pairs: (2, P) int64, the (atom, candidate) index pairs of ``member`` (kept so batches pack fast).
+        pairs: (2, P) int32, the (atom, candidate) index pairs of ``member`` (int32: half the memory traffic of
+            the gathers that use them every step).
     """
 
     code: torch.Tensor
@@ -49,7 +51,7 @@ class AtomCandidates:
         k, h, w = m.shape
         if k == 0:
             return cls(torch.zeros(h, w, dtype=torch.int32), torch.zeros(1, 0, dtype=torch.bool),
-                       torch.zeros(0, dtype=torch.int64), torch.zeros(2, 0, dtype=torch.int64))
+                       torch.zeros(0, dtype=torch.int64), torch.zeros(2, 0, dtype=torch.int32))
         rows = np.ascontiguousarray(np.packbits(m.reshape(k, -1), axis=0).T)  # (HW, ceil(K/8)) membership bits
         keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()
         uniq, inverse = np.unique(keys, return_inverse=True)
@@ -57,7 +59,7 @@ class AtomCandidates:
         sizes = np.bincount(inverse.ravel(), minlength=len(uniq)).astype(np.int64)
         area = member.T.astype(np.int64) @ sizes
         return cls(torch.from_numpy(2 * inverse.reshape(h, w).astype(np.int32)), torch.from_numpy(member),
-                   torch.from_numpy(area), torch.from_numpy(np.stack(np.nonzero(member)).astype(np.int64)))
+                   torch.from_numpy(area), torch.from_numpy(np.stack(np.nonzero(member)).astype(np.int32)))
 
     @property
     def atom(self) -> torch.Tensor:
@@ -81,29 +83,24 @@ class AtomCandidates:
 class AtomBatch:
     """Atoms of B samples, for :func:`semires.refine.core.refine` (same results as the dense stack).
 
-    The per-image atom maps are kept as they are (no batch copy) and every pass over pixels runs
-    per sample, so its temporaries (H x W x 4 bytes) stay in the CPU cache; only the small per-atom
-    and per-candidate tables are batch-wide.
+    Each sample keeps its own atoms as they are (no batch copy) and every pass runs per sample, so
+    its temporaries (an H x W histogram input, the (atom, candidate) pairs) stay in the CPU cache;
+    only the per-candidate results are batch-wide. The loop is over the B samples, never over
+    candidates.
 
     Attributes:
-        codes: B tensors (H, W) int32, twice each pixel's atom id *within its sample*.
-        pair_atom, pair_cand: (P,) int64, one pair per (atom, candidate covering it); atom ids here are
-            batch-wide (sample b's atoms are ``atom_start[b] .. atom_start[b + 1] - 1``).
+        items: the B samples' :class:`AtomCandidates`, on the batch's device.
         area: (N,) int64 candidate areas; N = sum of K_b.
         owner: (N,) int64 sample of each candidate (candidates of sample b are contiguous, in stack order).
-        atom_start: (B + 1,) int64 offsets of each sample's atoms.
+        cand_start: B + 1 offsets: sample b owns candidates ``cand_start[b] .. cand_start[b + 1] - 1``.
         batch_size: B.
-        num_atoms: total atoms of the batch.
     """
 
-    codes: tuple[torch.Tensor, ...]
-    pair_atom: torch.Tensor
-    pair_cand: torch.Tensor
+    items: tuple[AtomCandidates, ...]
     area: torch.Tensor
     owner: torch.Tensor
-    atom_start: torch.Tensor
+    cand_start: tuple[int, ...]
     batch_size: int
-    num_atoms: int
 
     @classmethod
     def from_list(cls, items: Sequence[AtomCandidates], device: torch.device | str | None = None) -> AtomBatch:
@@ -114,52 +111,48 @@ class AtomBatch:
         if len(shapes) > 1:
             raise ValueError(f"atom maps disagree on (H, W): {sorted(shapes)}")
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        n_atoms = torch.tensor([a.num_atoms for a in items])
-        n_cands = torch.tensor([a.num_candidates for a in items])
-        atom_off = torch.cumsum(n_atoms, 0) - n_atoms
-        cand_off = torch.cumsum(n_cands, 0) - n_cands
-        offsets = torch.stack([atom_off, cand_off], 1)[:, :, None]  # (B, 2, 1)
-        pairs = torch.cat([a.pairs + off for a, off in zip(items, offsets)], 1)
-        return cls(codes=tuple(a.code.to(dev) for a in items), pair_atom=pairs[0].to(dev), pair_cand=pairs[1].to(dev),
-                   area=torch.cat([a.area for a in items]).to(dev),
-                   owner=torch.repeat_interleave(torch.arange(len(items)), n_cands).to(dev),
-                   atom_start=torch.cat([atom_off, n_atoms.sum().reshape(1)]).to(dev),
-                   batch_size=len(items), num_atoms=int(n_atoms.sum()))
+        if any(a.code.device != dev for a in items):
+            items = [AtomCandidates(a.code.to(dev), a.member.to(dev), a.area.to(dev), a.pairs.to(dev)) for a in items]
+        n_cands = [a.num_candidates for a in items]
+        return cls(items=tuple(items), area=torch.cat([a.area for a in items]),
+                   owner=torch.repeat_interleave(torch.arange(len(items), device=dev),
+                                                 torch.tensor(n_cands, device=dev)),
+                   cand_start=tuple(itertools.accumulate(n_cands, initial=0)), batch_size=len(items))
 
     @property
-    def atom(self) -> torch.Tensor:
-        """(B, H, W) int64 batch-wide atom ids (a copy; for inspection)."""
-        return torch.stack([c.long() // 2 + int(s) for c, s in zip(self.codes, self.atom_start[:-1].tolist())])
+    def num_atoms(self) -> int:
+        return sum(a.num_atoms for a in self.items)
 
     @property
     def size(self) -> tuple[int, int]:
-        return int(self.codes[0].shape[0]), int(self.codes[0].shape[1])
+        return int(self.items[0].code.shape[0]), int(self.items[0].code.shape[1])
 
     @property
     def device(self) -> torch.device:
-        return self.codes[0].device
+        return self.items[0].code.device
 
     def overlap(self, pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(|M_n and P_owner(n)|, |M_n|, |P_b|)`` as int64 (N,), (N,), (B,); ``pseudo`` is (B, H, W) bool."""
-        starts = self.atom_start.tolist()
-        # per sample: one integer histogram over (atom, in P) bins gives |u and P| for its atoms
-        hist = torch.cat([torch.bincount((code + p).flatten(), minlength=2 * (e - s))[1::2]
-                          for code, p, s, e in zip(self.codes, pseudo, starts, starts[1:])])
-        inter = torch.zeros(self.area.shape[0], dtype=torch.int64, device=self.device)
-        inter.index_add_(0, self.pair_cand, hist.index_select(0, self.pair_atom))
-        cum = torch.cat([hist.new_zeros(1), hist.cumsum(0)])
-        return inter, self.area, cum[self.atom_start[1:]] - cum[self.atom_start[:-1]]
+        inter, parea = [], []
+        for a, p in zip(self.items, pseudo):
+            # one integer histogram over (atom, in P) bins gives |u and P| for every atom u
+            hist = torch.bincount((a.code + p).flatten(), minlength=2 * a.num_atoms)[1::2]
+            counts = torch.zeros(a.num_candidates, dtype=torch.int64, device=hist.device)
+            inter.append(counts.index_add_(0, a.pairs[1], hist.index_select(0, a.pairs[0])))
+            parea.append(hist.sum())
+        return torch.cat(inter), self.area, torch.stack(parea)
 
     def union(self, selected: torch.Tensor) -> torch.Tensor:
         """(B, H, W) bool: per sample, the union of its candidates with ``selected`` (N,) True."""
-        hits = torch.zeros(self.num_atoms, dtype=torch.int32, device=self.device)
-        hits.index_add_(0, self.pair_atom, selected.to(torch.int32).index_select(0, self.pair_cand))
-        table = (hits > 0).repeat_interleave(2)  # indexed by 2 * atom
         h, w = self.size
-        out = torch.empty(self.batch_size, h * w, dtype=torch.bool, device=self.device)
-        starts = self.atom_start.tolist()
-        for b, code in enumerate(self.codes):
-            torch.index_select(table[2 * starts[b]:2 * starts[b + 1]], 0, code.flatten(), out=out[b])
+        out = torch.zeros(self.batch_size, h * w, dtype=torch.bool, device=self.device)
+        sel = selected.to(torch.int32)
+        for b, a in enumerate(self.items):
+            mine = sel[self.cand_start[b]:self.cand_start[b + 1]]
+            hits = torch.zeros(a.num_atoms, dtype=torch.int32, device=out.device)
+            hits.index_add_(0, a.pairs[0], mine.index_select(0, a.pairs[1]))
+            table = (hits > 0).repeat_interleave(2)  # indexed by code = 2 * atom
+            torch.index_select(table, 0, a.code.flatten(), out=out[b])
         return out.view(self.batch_size, h, w)
 
 
