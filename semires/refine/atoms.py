@@ -74,6 +74,13 @@ class AtomCandidates:
     def num_candidates(self) -> int:
         return int(self.member.shape[1])
 
+    def to(self, device: torch.device | str) -> AtomCandidates:
+        """These atoms on ``device`` (self when already there)."""
+        dev = torch.device(device)
+        if self.code.device == dev:
+            return self
+        return AtomCandidates(self.code.to(dev), self.member.to(dev), self.area.to(dev), self.pairs.to(dev))
+
     def masks(self) -> torch.Tensor:
         """The (K, H, W) bool candidate stack back (``member[atom]``, moved to the front)."""
         return self.member[self.atom.long()].permute(2, 0, 1).contiguous()
@@ -111,8 +118,7 @@ class AtomBatch:
         if len(shapes) > 1:
             raise ValueError(f"atom maps disagree on (H, W): {sorted(shapes)}")
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        if any(a.code.device != dev for a in items):
-            items = [AtomCandidates(a.code.to(dev), a.member.to(dev), a.area.to(dev), a.pairs.to(dev)) for a in items]
+        items = [a.to(dev) for a in items]
         n_cands = [a.num_candidates for a in items]
         return cls(items=tuple(items), area=torch.cat([a.area for a in items]),
                    owner=torch.repeat_interleave(torch.arange(len(items), device=dev),
@@ -172,5 +178,4 @@ def pack_for_device(items: Sequence[AtomCandidates], device: torch.device | str 
         return AtomBatch.from_list(items, dev)
     from semires.refine.packing import CandidateBatch
 
-    stacks = [a.member.to(dev)[a.code.to(dev).long() // 2].permute(2, 0, 1) for a in items]
-    return CandidateBatch.from_list(stacks, size=tuple(items[0].code.shape), device=dev)
+    return CandidateBatch.from_list([a.to(dev).masks() for a in items], size=tuple(items[0].code.shape), device=dev)
