@@ -94,9 +94,14 @@ def _resolved(model_cfg, cfg: SemiConfig, refine_cfg: RefineConfig, index: RefIn
                      "burn_in": str(burn_in), "burn_in_sha256": io.sha256_file(burn_in), **sources}}
 
 
+def _semi_diffs(saved: dict, current: dict) -> list[str]:
+    """``semi.<key>`` for every setting (except :data:`RESUME_FREE`) that differs between two resolved configs."""
+    old, new = saved.get("semi", {}), current["semi"]
+    return [f"semi.{k}" for k in sorted(set(old) | set(new)) if k not in RESUME_FREE and old.get(k) != new.get(k)]
+
+
 def _check_resume(saved: dict, current: dict, path: Path) -> None:
-    diffs = [f"semi.{k}" for k in sorted(set(saved.get("semi", {})) | set(current["semi"]))
-             if k not in RESUME_FREE and saved.get("semi", {}).get(k) != current["semi"].get(k)]
+    diffs = _semi_diffs(saved, current)
     diffs += [s for s in ("model", "refine") if saved.get(s) != current[s]]
     diffs += [f"data.{k}" for k in ("labeled_sha256", "burn_in_sha256", "unlabeled_images")
               if saved.get("data", {}).get(k) != current["data"][k]]
@@ -109,8 +114,7 @@ def _check_finished(out_dir: Path, cfg: SemiConfig, refine_cfg: RefineConfig) ->
     """A finished folder is returned as is only for the same settings; another config is refused."""
     saved = io.read_json(out_dir / "config.json")
     current = {"semi": cfg.model_dump(mode="json"), "refine": refine_cfg.model_dump(mode="json")}
-    diffs = [f"semi.{k}" for k in sorted(current["semi"])
-             if k not in RESUME_FREE and saved.get("semi", {}).get(k) != current["semi"][k]]
+    diffs = _semi_diffs(saved, current)
     if cfg.mode == "online" and saved.get("refine") != current["refine"]:
         diffs.append("refine")
     if diffs:
