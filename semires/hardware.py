@@ -18,6 +18,28 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def cpu_flags() -> set[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX): then bf16 autocast speeds up CPU
+    training (measured 1.3x on lavt_tiny); elsewhere it is emulated and slower."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_amp() -> str:
+    """The ``amp`` setting for CPU training here: 'bf16' where the CPU has native bf16, else 'off'."""
+    return "bf16" if cpu_native_bf16() else "off"
+
+
 def load_average() -> float:
     """The 1-minute load average (NaN where the OS has none): CPU timings on a shared machine depend on it."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from semires import hardware
 from semires.hardware import cpu_name, describe, load_average
 
 
@@ -14,3 +15,13 @@ def test_describe_names_cpu_cores_threads_and_torch():
     assert line.startswith(cpu_name()) and f"{os.cpu_count()} cores" in line
     assert "3 torch thread(s)" in line and torch.__version__ in line
     assert cpu_name() and load_average() >= 0.0
+
+
+def test_cpu_amp_follows_the_bf16_flags(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"sse2", "avx2", "avx512f"})
+    assert not hardware.cpu_native_bf16() and hardware.cpu_amp() == "off"
+    for flag in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(hardware, "cpu_flags", lambda flag=flag: {"avx2", flag})
+        assert hardware.cpu_native_bf16() and hardware.cpu_amp() == "bf16"
+    monkeypatch.undo()
+    assert isinstance(hardware.cpu_flags(), set)

@@ -40,4 +40,9 @@ class ModelConfig(Section):
     fusion_heads: int = Field(1, ge=1, description="attention heads of the pixel-word attention (LAVT: 1)")
     fusion_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the fusion module")
     decoder_channels: int = Field(32, ge=8, description="channels of the segmentation decoder (LAVT: 256)")
+    detail_stride: Literal[1, 2, 4] = Field(
+        2, description="stride of the predicted logits: 4 = LAVT (the paper's setting at 480 px); 2 or 1 add "
+                       "a shallow image branch that corrects the stride-4 logits at that stride (the CPU "
+                       "default: at 64 px, stride-4 logits cap RefShapes val mIoU near 63)")
+    detail_channels: int = Field(16, ge=4, description="channels of the detail head (detail_stride 1 or 2)")
     num_classes: Literal[2] = 2

@@ -18,20 +18,20 @@ class LAVT(nn.Module):
         images: (B, 3, H, W) float32, ImageNet-normalised (see :mod:`semires.train.transforms`).
         input_ids: (B, L) int64 token ids; attention_mask: (B, L) int64 in {0, 1} (1 = real token).
         logits: (B, 2, H, W) float, class 1 = "the referred object"; argmax over dim 1 gives the mask.
-    H and W may be any size; features are taken at strides 4/8/16/32 and logits are upsampled
-    bilinearly back to (H, W).
+    H and W may be any size; features are taken at strides 4/8/16/32, the decoder predicts at
+    stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W).
     """
 
     def __init__(self, text: TextEncoder, backbone: nn.Module, fusion_heads: int = 1, fusion_dropout: float = 0.0,
                  decoder_channels: int = 64, num_classes: int = 2, coord_features: bool = False,
-                 sentence_film: bool = False):
+                 sentence_film: bool = False, detail_stride: int = 4, detail_channels: int = 16):
         super().__init__()
         self.text = text
         self.backbone = backbone
         self.fusions = nn.ModuleList(
             FusionBlock(c, text.hidden_size, fusion_heads, fusion_dropout, coord_features, sentence_film)
             for c in backbone.channels)
-        self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes)
+        self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes, detail_stride, detail_channels)
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         words = self.text(input_ids, attention_mask)                    # (B, L, Cl)
@@ -46,7 +46,7 @@ class LAVT(nn.Module):
             feats.append(self.backbone.out_norm(i, x))
             if i < last:
                 x = self.backbone.down(i, x)
-        logits = self.decoder(feats)
+        logits = self.decoder(feats, images)
         return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -27,6 +27,9 @@ class BurnInConfig(Section):
     poly_power: float = Field(0.9, ge=0, description="lr = peak * (1 - step / total) ** poly_power")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps before the poly decay")
     class_weights: tuple[float, float] = Field((0.9, 1.1), description="cross-entropy weights of background, object")
+    dice_weight: float = Field(1.0, ge=0.0, description="weight of a soft Dice term added to the cross-entropy "
+                               "(0 = LAVT's CE only, the paper's setting); helps small objects, which CE "
+                               "averages away")
     grad_clip: float | None = Field(None, gt=0, description="max gradient L2 norm; None = no clipping")
     seed: int = 0
     num_workers: int = Field(0, ge=0, description="DataLoader workers per process (0 = load in the main process)")

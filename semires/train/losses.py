@@ -39,6 +39,38 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, class_weights:
     return (ce * pixel_weight.float()).sum() / denom.clamp_min(1e-12)
 
 
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+              eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss of the object class, per sample, averaged over the batch.
+
+    Pixel cross-entropy is an average over pixels, so a referred object that covers 2 % of the
+    image contributes 2 % of the signal; Dice scores each sample's mask as a whole, so small
+    objects count as much as large ones (it is not in LAVT; ``dice_weight`` 0 turns it off).
+
+    Args:
+        logits: (B, 2, H, W) float; target: (B, H, W) int64 in {0, 1} or ``ignore_index``.
+    Returns:
+        scalar in [0, 1): mean over samples of ``1 - (2 |p t| + eps) / (|p| + |t| + eps)``,
+        ``p`` = foreground probability over the labelled pixels.
+    """
+    valid = (target != ignore_index).float()
+    prob = logits.float().softmax(dim=1)[:, 1] * valid
+    tgt = (target == 1).float()
+    inter = (prob * tgt).flatten(1).sum(1)
+    total = prob.flatten(1).sum(1) + tgt.flatten(1).sum(1)
+    return (1.0 - (2.0 * inter + eps) / (total + eps)).mean()
+
+
+def supervised_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: Sequence[float] = (0.9, 1.1),
+                    dice_weight: float = 0.0) -> torch.Tensor:
+    """The loss on labeled expressions (burn-in, and the supervised term of SemiRES):
+    :func:`segmentation_loss` + ``dice_weight`` x :func:`dice_loss`; shapes as there."""
+    loss = segmentation_loss(logits, target, class_weights)
+    if dice_weight:
+        loss = loss + dice_weight * dice_loss(logits, target)
+    return loss
+
+
 def check_finite(loss: torch.Tensor, step: int, checkpoint: str | Path | None = None) -> None:
     """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite (nothing is saved after it)."""
     value = float(loss.detach())

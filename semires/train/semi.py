@@ -45,7 +45,7 @@ from semires.train import ddp
 from semires.train.checkpoint import load_model, resume_training, save_checkpoint, save_model
 from semires.train.dataset import ExpressionDataset
 from semires.train.ema import MeanTeacher
-from semires.train.losses import check_finite, segmentation_loss
+from semires.train.losses import check_finite, segmentation_loss, supervised_loss
 from semires.train.optim import build_optimizer, build_scheduler
 from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
 from semires.train.sampler import StreamBatchSampler
@@ -261,7 +261,7 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
     att = torch.cat([lab["attention_mask"].to(device), mask_u])
     with autocast(device, dtype):
         logits = pair.student(images, ids, att)
-    l_sup = segmentation_loss(logits[:b], lab["mask"].to(device), cfg.class_weights)
+    l_sup = supervised_loss(logits[:b], lab["mask"].to(device), cfg.class_weights, cfg.dice_weight)
     l_unsup = unsup_loss(logits[b:], label, weight if refine_cfg.pwa else None, matched, cfg.unsup_class_weights)
     loss = cfg.sup_weight * l_sup + cfg.unsup_lambda * l_unsup
     check_finite(loss, step + 1, last if last.is_file() else None)

@@ -33,6 +33,8 @@ class SemiConfig(Section):
     sup_weight: float = Field(10.0, ge=0, description="weight of the supervised loss (paper: 10)")
     unsup_lambda: float = Field(1.0, ge=0, description="weight of the unsupervised loss (paper: 1)")
     class_weights: tuple[float, float] = Field((0.9, 1.1), description="supervised CE weights (background, object)")
+    dice_weight: float = Field(1.0, ge=0, description="soft Dice term added to the supervised CE, as in burn_in "
+                               "(0 = the paper's CE only); the unsupervised loss stays as the paper's")
     unsup_class_weights: tuple[float, float] = Field((0.9, 1.1), description="CE weights on pseudo-labels")
     ema_momentum: float = Field(0.9996, ge=0, le=1, description="teacher <- m teacher + (1 - m) student, per step")
     lr: float = Field(5e-4, gt=0, description="peak AdamW learning rate of the student")

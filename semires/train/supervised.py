@@ -45,7 +45,7 @@ from semires.train.checkpoint import (
 )
 from semires.train.config import BurnInConfig
 from semires.train.dataset import ExpressionDataset
-from semires.train.losses import check_finite, segmentation_loss
+from semires.train.losses import check_finite, supervised_loss
 from semires.train.optim import build_optimizer, build_scheduler
 from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
 from semires.train.sampler import StreamBatchSampler, steps_per_epoch
@@ -191,7 +191,7 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
                 with autocast(device, dtype):
                     logits = net(batch["image"].to(device, non_blocking=True), batch["input_ids"].to(device),
                                  batch["attention_mask"].to(device))
-                loss = segmentation_loss(logits, batch["mask"].to(device), cfg.class_weights)
+                loss = supervised_loss(logits, batch["mask"].to(device), cfg.class_weights, cfg.dice_weight)
                 mean_loss = ddp.all_reduce_sum(loss.detach().clone()) / info.world_size
                 check_finite(mean_loss, step + 1, last if last.is_file() else None)
                 optimizer.zero_grad(set_to_none=True)

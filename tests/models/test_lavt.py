@@ -23,9 +23,10 @@ def _tiny(text_path, **kw):
     return build_model(tiny_model_cfg(text_path, **kw))
 
 
+@pytest.mark.parametrize("detail_stride", [4, 2, 1])
 @pytest.mark.parametrize("size", [(32, 32), (40, 56), (65, 33)])
-def test_forward_shape_any_input_size(tiny_text, size):
-    model = _tiny(tiny_text).eval()
+def test_forward_shape_any_input_size(tiny_text, size, detail_stride):
+    model = _tiny(tiny_text, detail_stride=detail_stride).eval()
     x, ids, mask = _inputs(tiny_text, h=size[0], w=size[1])
     out = model(x, ids, mask)
     assert out.shape == (2, 2, *size)
@@ -33,7 +34,8 @@ def test_forward_shape_any_input_size(tiny_text, size):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("options", [{}, {"sentence_film": True, "coord_features": False, "fusion_heads": 2}])
+@pytest.mark.parametrize("options", [{}, {"sentence_film": True, "coord_features": False, "fusion_heads": 2},
+                                     {"detail_stride": 2}, {"detail_stride": 1, "detail_channels": 4}])
 def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, options):
     model = _tiny(tiny_text, **options).train()
     x, ids, mask = _inputs(tiny_text)
@@ -145,3 +147,23 @@ def test_unknown_model_and_missing_folders_are_clear_errors(tiny_text, tmp_path)
     assert str(tmp_path / "absent") in str(err.value)
     with pytest.raises(SemiresError, match="vision_path"):
         build_model(tiny_model_cfg(tiny_text, name="lavt_swin"))
+
+
+def test_detail_head_predicts_at_its_stride(tiny_text):
+    """Before the final upsampling, a stride-2 detail head gives logits at half the input size (LAVT: a quarter)."""
+    x, ids, mask = _inputs(tiny_text, h=32, w=48)
+    shapes = {}
+    for stride in (4, 2, 1):
+        model = _tiny(tiny_text, detail_stride=stride).eval()
+        model.decoder.register_forward_hook(lambda m, i, o, s=stride: shapes.__setitem__(s, tuple(o.shape)))
+        model(x, ids, mask)
+    assert shapes == {4: (2, 2, 8, 12), 2: (2, 2, 16, 24), 1: (2, 2, 32, 48)}
+
+
+def test_detail_stride_is_validated():
+    from pydantic import ValidationError
+
+    from semires.models import ModelConfig
+
+    with pytest.raises(ValidationError):
+        ModelConfig(detail_stride=3)

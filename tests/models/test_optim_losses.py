@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from semires.errors import TrainingDiverged
-from semires.train.losses import check_finite, segmentation_loss
+from semires.train.losses import IGNORE_INDEX, check_finite, dice_loss, segmentation_loss
 from semires.train.optim import build_optimizer, build_scheduler, param_groups, poly_factor
 
 
@@ -66,6 +66,43 @@ def test_loss_matches_weighted_cross_entropy_and_pixel_weights():
     ign = target.clone()
     ign[0] = 255
     assert segmentation_loss(logits, ign) == pytest.approx(float(F.cross_entropy(logits[1:], target[1:], weight=w)))
+
+
+def _logits_for(mask: torch.Tensor, margin: float = 20.0) -> torch.Tensor:
+    """(B, 2, H, W) logits that predict ``mask`` (B, H, W) with near certainty."""
+    fg = mask.float() * 2 - 1
+    return torch.stack([-fg, fg], dim=1) * margin / 2
+
+
+def test_dice_loss_is_zero_for_a_perfect_mask_and_weighs_samples_equally():
+    big = torch.zeros(1, 16, 16, dtype=torch.long)
+    big[:, :12, :12] = 1
+    small = torch.zeros(1, 16, 16, dtype=torch.long)
+    small[:, 0, 0] = 1
+    assert float(dice_loss(_logits_for(big), big)) == pytest.approx(0.0, abs=1e-6)
+    # missing a 1-pixel object costs as much Dice as missing a 144-pixel one (CE would barely notice it)
+    empty = torch.zeros_like(big)
+    miss_small = float(dice_loss(_logits_for(empty), small, eps=1e-6))
+    miss_big = float(dice_loss(_logits_for(empty), big, eps=1e-6))
+    assert miss_small == pytest.approx(1.0, abs=1e-3) and miss_big == pytest.approx(1.0, abs=1e-3)
+    ce_small = float(segmentation_loss(_logits_for(empty), small))
+    ce_big = float(segmentation_loss(_logits_for(empty), big))
+    assert ce_small < ce_big / 50
+    both = torch.cat([big, small])
+    pred = torch.cat([big, empty])
+    assert float(dice_loss(_logits_for(pred), both, eps=1e-6)) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_dice_loss_ignores_unlabelled_pixels_and_has_gradients():
+    target = torch.zeros(2, 8, 8, dtype=torch.long)
+    target[:, 2:5, 2:5] = 1
+    wrong = torch.ones_like(target)
+    ignored = target.clone()
+    ignored[target == 0] = IGNORE_INDEX  # the false positives all fall on unlabelled pixels
+    assert float(dice_loss(_logits_for(wrong), ignored)) == pytest.approx(0.0, abs=1e-6)
+    logits = torch.randn(2, 2, 8, 8, requires_grad=True)
+    dice_loss(logits, target).backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
