@@ -49,6 +49,9 @@ from semires.errors import DataError, SemiresError
 
 FORMAT = "refshapes/1"
 GENERATOR_VERSION = 1  # bump whenever the same spec and seed would give different bytes
+# the modules whose code decides the bytes; their digest is stored too, so a dataset drawn by an
+# edited generator is redrawn even where nobody bumped GENERATOR_VERSION
+_GENERATOR_MODULES = ("synthetic.py", "scenes.py", "shapes.py", "expressions.py", "phrasing.py", "masks.py")
 SPLITS = ("train", "val", "testA", "testB")
 SPLIT_GROUP = {"testA": "curved", "testB": "angular"}
 META = "refshapes.json"
@@ -232,6 +235,15 @@ def dataset_checksum(root: Path) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
+def generator_digest() -> str:
+    """sha256 (hex, 16 chars) of the generator modules' source: changes with any edit to them."""
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _GENERATOR_MODULES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _is_current(out: Path, meta_wanted: dict) -> bool:
     meta_path = out / META
     if not meta_path.is_file():
@@ -251,15 +263,16 @@ def generate(out_dir: str | Path, preset: str = "default", seed: int = 0, num_im
     """Generate RefShapes into ``out_dir`` (REFER layout, see the module docstring); returns ``out_dir``.
 
     ``spec`` replaces the preset entirely when given (then ``num_images``/``image_size`` still
-    override it). A complete dataset of the same spec, seed and generator version is verified by
-    checksum and kept as is; anything else is rebuilt in a temporary folder beside ``out_dir``
+    override it). A complete dataset of the same spec, seed, generator version and generator code
+    (:func:`generator_digest`) is verified by checksum and kept as is; anything else is rebuilt in a temporary folder beside ``out_dir``
     and swapped in at the end, so ``out_dir`` never holds a partial dataset.
     Images are drawn by ``workers`` processes (default ``min(2, cpu count)``).
     """
     out = Path(out_dir)
     label = preset if spec is None else "custom"
     spec = make_spec(preset if spec is None else spec, num_images, image_size)
-    wanted = {"format": FORMAT, "generator": GENERATOR_VERSION, "seed": int(seed), "spec": spec.to_json()}
+    wanted = {"format": FORMAT, "generator": GENERATOR_VERSION, "code": generator_digest(), "seed": int(seed),
+              "spec": spec.to_json()}
     if _is_current(out, wanted):
         return out
     workers = max(1, workers if workers is not None else min(2, os.cpu_count() or 1))
@@ -283,3 +296,18 @@ def generate(out_dir: str | Path, preset: str = "default", seed: int = 0, num_im
         io.write_json(tmp / META, {**wanted, "preset": label, "counts": counts, "checksum": checksum,
                                    "files": n_files})
     return out
+
+
+def prepare(work: str | Path, preset: str = "default", seed: int = 0, progress: bool = True) -> tuple[Path, Path]:
+    """RefShapes ``preset`` in ``<work>/refshapes`` and its index ``<work>/index.json``, drawn (or
+    redrawn, when the folder holds another spec or an older generator's output) and indexed as
+    needed; returns (refer_dir, index_path). What benchmarks call, so that a reused work folder
+    never measures data the current code would not draw."""
+    from semires.data.index import build_index
+
+    work = Path(work)
+    refer = generate(work / "refshapes", preset=preset, seed=seed, progress=progress)
+    index = work / "index.json"
+    if not index.is_file() or index.stat().st_mtime_ns < (refer / META).stat().st_mtime_ns:
+        build_index(refer, refer / "images", index, dataset="refshapes", progress=progress)
+    return refer, index

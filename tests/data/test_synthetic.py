@@ -200,6 +200,23 @@ def test_complete_output_is_kept_and_damage_is_rebuilt(tiny, tmp_path):
     assert (foreign / "keep.txt").read_text() == "user data"
 
 
+def test_an_edited_generator_redraws_and_prepare_reindexes(tmp_path, monkeypatch):
+    from semires.data import synthetic
+
+    refer, index = synthetic.prepare(tmp_path, preset="tiny", progress=False)
+    meta = json.loads((refer / "refshapes.json").read_text())
+    assert meta["code"] == synthetic.generator_digest() and len(meta["code"]) == 16
+    stamp = (refer / "instances.json").stat().st_mtime_ns, index.stat().st_mtime_ns
+    assert synthetic.prepare(tmp_path, preset="tiny", progress=False) == (refer, index)
+    assert ((refer / "instances.json").stat().st_mtime_ns, index.stat().st_mtime_ns) == stamp
+    # same spec, seed and GENERATOR_VERSION, but other generator code: drawn again, indexed again
+    monkeypatch.setattr(synthetic, "generator_digest", lambda: "0" * 16)
+    synthetic.prepare(tmp_path, preset="tiny", progress=False)
+    assert json.loads((refer / "refshapes.json").read_text())["code"] == "0" * 16
+    assert (refer / "instances.json").stat().st_mtime_ns > stamp[0] and index.stat().st_mtime_ns > stamp[1]
+    assert RefIndex.load(index).image_ids()
+
+
 def test_spec_checks_and_split_counts():
     with pytest.raises(SemiresError, match="num_images"):
         SynthSpec(num_images=2, image_size=64)
