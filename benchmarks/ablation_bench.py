@@ -38,10 +38,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from semires import io
-from semires.data.index import RefIndex, build_index
+from semires.data.index import RefIndex
 from semires.data.splits import make_splits, ratio_name
+from semires.data.synthetic import META, prepare
 from semires.eval.evaluate import evaluate_checkpoint
-from semires.hardware import describe
+from semires.hardware import cpu_amp, describe
 from semires.models import ModelConfig
 from semires.refine import RefineConfig
 from semires.runs import params_hash
@@ -80,19 +81,6 @@ BUDGETS: dict[str, dict] = {
              "semi": {"steps": 4000, "batch_size": 8, "eval_every": 500, "ema_momentum": 0.9996,
                       "val_max_expressions": 1000}},
 }
-
-
-def prepare(work: Path, preset: str) -> Path:
-    """RefShapes of ``preset`` and its index under ``work`` (reused when present); returns the index path."""
-    from semires.data.synthetic import generate
-
-    refer = work / "refshapes"
-    if not (refer / "refshapes.json").is_file():
-        generate(refer, preset=preset, seed=0, progress=True)
-    index = work / "index.json"
-    if not index.is_file():
-        build_index(refer, refer / "images", index, dataset="refshapes", progress=True)
-    return index
 
 
 def candidate_source(work: Path, index: RefIndex, given: Path | None):
@@ -148,14 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(variants) - set(VARIANTS) - {"full"}
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS) + ['full']}")
-    index_path = prepare(work, budget["preset"])
+    refer, index_path = prepare(work, budget["preset"])
     index = RefIndex.load(index_path)
     model_cfg = ModelConfig(**budget["model"])
-    common = {"device": "cpu", "threads": args.threads, "log_every": 50, "overlays": 4}
+    # bf16 autocast where the CPU has it natively (1.3x the steps per second, same quality per step)
+    common = {"device": "cpu", "threads": args.threads, "log_every": 50, "overlays": 4, "amp": cpu_amp()}
     burn_cfg = BurnInConfig(**budget["burn_in"], **common, checkpoint_every=200)
     semi_base = {**budget["semi"], **common, "checkpoint_every": 200}
     # run folders carry a hash of their settings: another budget never reuses a finished run
-    burn_key = params_hash({"model": model_cfg, "burn_in": burn_cfg})[:8]
+    # (and of the data: a redrawn RefShapes never reuses runs trained on the old one)
+    data_sum = io.read_json(refer / META)["checksum"]
+    burn_key = params_hash({"model": model_cfg, "burn_in": burn_cfg, "data": data_sum})[:8]
     semi_key = params_hash({"burn": burn_key, "semi": semi_base})[:8]
     tracking = TrackingConfig(uri=args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                               or f"sqlite:///{(work / 'mlflow.db').resolve()}", experiment="semires-ablation",
@@ -245,7 +236,9 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
            "notes": (f"Budget '{args.budget}': {budget['burn_in']} burn-in, {budget['semi']} semi "
                      "(online refinement with the embedded candidate generator, not SAM). Mean over seeds where "
                      f"several ({seeds} at the smallest ratio). Kept model: EMA teacher by val oIoU. Scores on every "
-                     "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone)."),
+                     "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone, stride-"
+                     f"{ModelConfig(**budget['model']).detail_stride} detail head); supervised loss CE + "
+                     f"{BurnInConfig().dice_weight:g} x Dice, unsupervised CE (+PWA); autocast {cpu_amp()}."),
            "machine": describe("cpu", args.threads) + " (shared machine)",
            "date": dt.date.today().isoformat(), "this_invocation_s": round(wall, 1),
            "train_s_total": round(sum(res["train_s"] for res in results.values()), 1)}
