@@ -43,6 +43,6 @@ class ModelConfig(Section):
     detail_stride: Literal[1, 2, 4] = Field(
         2, description="stride of the predicted logits: 4 = LAVT (the paper's setting at 480 px); 2 or 1 add "
                        "a shallow image branch that corrects the stride-4 logits at that stride (the CPU "
-                       "default: at 64 px, stride-4 logits cap RefShapes val mIoU near 63)")
+                       "default: at 64 px, stride-4 logits cap RefShapes val mIoU near 64)")
     detail_channels: int = Field(16, ge=4, description="channels of the detail head (detail_stride 1 or 2)")
     num_classes: Literal[2] = 2

@@ -1,9 +1,9 @@
 """LAVT's segmentation decoder: top-down, upsample-and-concatenate, to 2-class logits.
 
 LAVT predicts at stride 4 and upsamples. At small input sizes that caps the mask quality (at
-64 px a stride-4 logit map is 16 x 16: a perfect one scores about 63 mIoU on RefShapes' val refs,
-against 86 at stride 2 and 96 at stride 1), so the decoder can end with a :class:`DetailHead`
-that brings in shallow image features at a finer stride.
+64 px a stride-4 logit map is 16 x 16: a perfect one scores about 64 mIoU on RefShapes' val refs,
+against 87 at stride 2 and 96 at stride 1; ``benchmarks/stride_ceiling.py``), so the decoder can
+end with a :class:`DetailHead` that brings in shallow image features at a finer stride.
 """
 
 from __future__ import annotations
