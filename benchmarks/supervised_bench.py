@@ -31,7 +31,7 @@ from semires.data.index import RefIndex
 from semires.data.splits import make_splits, ratio_name
 from semires.data.synthetic import prepare
 from semires.eval.evaluate import evaluate_checkpoint
-from semires.hardware import cpu_amp, describe
+from semires.hardware import cpu_amp, describe, load_averages
 from semires.models import ModelConfig
 from semires.tracking import TrackingConfig
 from semires.train.config import BurnInConfig
@@ -45,13 +45,6 @@ SMALL = dict(epochs=6, steps_per_epoch=150, batch_size=16, image_size=64, lr=2e-
 # 100%: batch 32 at lr 4e-3 gives the same val mIoU per epoch as 16 at 2e-3 in ~20% less time on a
 # CPU (larger batches use the cores better), so more epochs fit the 10-minute budget
 FULL = dict(SMALL, epochs=8, steps_per_epoch=None, batch_size=32, lr=4e-3)
-
-
-def _load() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def train_ddp(index_path: Path, labeled, run: Path, cfg: BurnInConfig, nproc: int) -> dict:
@@ -101,7 +94,7 @@ def main() -> None:
         run = args.work / "runs" / name
         shutil.rmtree(run, ignore_errors=True)  # a finished run would be skipped, and its wall time lost
         labeled = resolve_labeled(splits[ratio])
-        load0 = _load()
+        load0 = load_averages()
         t0 = time.perf_counter()
         if args.nproc == 1:
             res = train_supervised(index, labeled, run, MODEL, cfg, TrackingConfig(enabled=False), progress=True)
@@ -112,7 +105,7 @@ def main() -> None:
         raw.append({"ratio": ratio, "labeled_images": len(labeled), "train_expressions": res["train_expressions"],
                     "steps": res["steps"], "best_epoch": res["best_epoch"], "val_during_training": res["best"],
                     "eval": ev, "history": res["history"], "wall_s": round(wall, 1), "nproc": args.nproc,
-                    "threads": args.threads, "load": f"{load0} -> {_load()}",
+                    "threads": args.threads, "load": f"{load0} -> {load_averages()}",
                     "train_images_per_s": res["train_images_per_s"], "config": cfg.model_dump(mode="json")})
         raw.sort(key=lambda r: -r["ratio"])
         print(_row(raw[[r["ratio"] for r in raw].index(ratio)]), flush=True)

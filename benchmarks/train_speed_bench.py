@@ -21,19 +21,13 @@ from pathlib import Path
 import torch
 
 from semires import io
+from semires.hardware import load_averages
 from semires.models import ModelConfig, build_model, load_tokenizer, tokenize
 from semires.train.losses import segmentation_loss
 from semires.train.optim import build_optimizer
 
 SENTENCES = ["the small red star left of the ring", "the big blue thing in between the star and the green shape",
              "the highest green star", "the medium-sized object on the left of the red thing"]
-
-
-def _load() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def measure(model, size: int, batch: int, steps: int, ids, mask) -> tuple[float, float]:
@@ -69,7 +63,7 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     torch.set_num_threads(threads[0])
     torch.manual_seed(0)
-    load_before = _load()
+    load_before = load_averages()
     tok = load_tokenizer()
     ids, mask = tokenize(tok, [SENTENCES[i % len(SENTENCES)] for i in range(args.batch)], 20)
     model = build_model(ModelConfig())
@@ -97,7 +91,7 @@ def main() -> None:
         "notes": (f"{args.steps} timed steps after 2 warm-up steps; train step = "
                   "forward + CE + backward + AdamW. Frozen MiniLM encodes "
                   f"{text_rate:.0f} sentences/s once (cached after), measured with {threads[0]} thread(s). Shared machine: load average "
-                  f"{load_before} before, {_load()} after - other jobs ran concurrently, so treat as a lower bound."),
+                  f"{load_before} before, {load_averages()} after - other jobs ran concurrently, so treat as a lower bound."),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "date": dt.date.today().isoformat()})
     print(f"wrote {args.out}")

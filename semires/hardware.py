@@ -7,26 +7,25 @@ import platform
 from pathlib import Path
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo ("AMD EPYC 7B13"), else what :mod:`platform` knows."""
+def _cpuinfo(key: str) -> str | None:
+    """The value of the first ``key`` line of /proc/cpuinfo (None where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "cpu"
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo ("AMD EPYC 7B13"), else what :mod:`platform` knows."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "cpu"
 
 
 def cpu_flags() -> set[str]:
     """The CPU feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_native_bf16() -> bool:
@@ -43,6 +42,11 @@ def cpu_amp() -> str:
 def load_average() -> float:
     """The 1-minute load average (NaN where the OS has none): CPU timings on a shared machine depend on it."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def load_averages() -> str:
+    """The 1, 5 and 15-minute load averages as "1.00 1.07 1.20" ("n/a" where the OS has none)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
 def describe(device: str = "cpu", threads: int | None = None) -> str:

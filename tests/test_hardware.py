@@ -25,3 +25,12 @@ def test_cpu_amp_follows_the_bf16_flags(monkeypatch):
         assert hardware.cpu_native_bf16() and hardware.cpu_amp() == "bf16"
     monkeypatch.undo()
     assert isinstance(hardware.cpu_flags(), set)
+
+
+def test_cpu_name_and_flags_read_cpuinfo_and_load_averages_have_three_values():
+    flags = hardware.cpu_flags()
+    if hardware._cpuinfo("flags") is not None:  # Linux
+        assert flags and all(" " not in f for f in flags)
+        assert cpu_name() == hardware._cpuinfo("model name") or not hardware._cpuinfo("model name")
+    loads = hardware.load_averages()
+    assert loads == "n/a" or [float(x) >= 0 for x in loads.split()] == [True] * 3

@@ -264,8 +264,9 @@ def generate(out_dir: str | Path, preset: str = "default", seed: int = 0, num_im
 
     ``spec`` replaces the preset entirely when given (then ``num_images``/``image_size`` still
     override it). A complete dataset of the same spec, seed, generator version and generator code
-    (:func:`generator_digest`) is verified by checksum and kept as is; anything else is rebuilt in a temporary folder beside ``out_dir``
-    and swapped in at the end, so ``out_dir`` never holds a partial dataset.
+    (:func:`generator_digest`) is verified by checksum and kept as is; anything else is rebuilt in
+    a temporary folder beside ``out_dir`` and swapped in at the end, so ``out_dir`` never holds a
+    partial dataset.
     Images are drawn by ``workers`` processes (default ``min(2, cpu count)``).
     """
     out = Path(out_dir)
