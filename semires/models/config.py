@@ -37,7 +37,8 @@ class ModelConfig(Section):
     sentence_film: bool = Field(False, description="also scale/shift each stage's features from the mean word "
                                 "feature (FiLM); not in LAVT, helps small from-scratch backbones ground sooner")
     # fusion and decoder
-    fusion_heads: int = Field(1, ge=1, description="attention heads of the pixel-word attention (LAVT: 1)")
+    fusion_heads: int = Field(4, ge=1, description="attention heads of the pixel-word attention (LAVT: 1); "
+                              "several let a pixel take up several words ('red', 'star', 'left of') at once")
     fusion_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the fusion module")
     decoder_channels: int = Field(32, ge=8, description="channels of the segmentation decoder (LAVT: 256)")
     detail_stride: Literal[1, 2, 4] = Field(
