@@ -236,7 +236,8 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
            "notes": (f"Budget '{args.budget}': {budget['burn_in']} burn-in, {budget['semi']} semi "
                      "(online refinement with the embedded candidate generator, not SAM). Mean over seeds where "
                      f"several ({seeds} at the smallest ratio). Kept model: EMA teacher by val oIoU. Scores on every "
-                     "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone, stride-"
+                     "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone, "
+                     f"{ModelConfig(**budget['model']).fusion_heads} fusion heads, stride-"
                      f"{ModelConfig(**budget['model']).detail_stride} detail head); supervised loss CE + "
                      f"{BurnInConfig().dice_weight:g} x Dice, unsupervised CE (+PWA); autocast {cpu_amp()}."),
            "machine": describe("cpu", args.threads) + " (shared machine)",
@@ -267,17 +268,23 @@ def write_quality(args, quality: dict[float, dict]) -> Path:
     rows = []
     for ratio, reports in sorted(quality.items()):
         for name, rep in reports.items():
-            m = rep["groups"]["matched"]
+            m, on = rep["groups"]["matched"], rep["groups"]["on_target"]
             rows.append([f"{100 * ratio:g}%", LABELS[name], rep["n"], round(rep["match_rate"], 1),
                          round(rep["before"]["mIoU"], 2), round(rep["after"]["mIoU"], 2), round(rep["delta_mIoU"], 2),
                          round(rep["before"]["oIoU"], 2), round(rep["after"]["oIoU"], 2),
-                         None if m["n"] == 0 else round(m["after"]["mIoU"] - m["before"]["mIoU"], 2)])
+                         None if m["n"] == 0 else round(m["after"]["mIoU"] - m["before"]["mIoU"], 2),
+                         round(100 * on["n"] / max(1, rep["n"]), 1),
+                         None if on["n"] == 0 else round(on["before"]["mIoU"], 2),
+                         None if on["n"] == 0 else round(on["after"]["mIoU"] - on["before"]["mIoU"], 2)])
     doc = {"title": "Pseudo-label quality on RefShapes unlabeled refs: burn-in teacher vs refined",
            "columns": ["labeled", "refinement", "expressions", "match rate %", "mIoU before", "mIoU after",
-                       "delta mIoU", "oIoU before", "oIoU after", "delta mIoU (matched)"],
+                       "delta mIoU", "oIoU before", "oIoU after", "delta mIoU (matched)", "on target %",
+                       "mIoU before (on target)", "delta mIoU (on target)"],
            "rows": rows, "raw": {f"{r:g}": reps for r, reps in quality.items()}, "budget": args.budget,
            "notes": (f"Teacher: each ratio's burn-in (first seed, budget '{args.budget}') on every unlabeled train "
-                     "expression; IoU against the true mask at the prediction size. Candidates: the embedded "
+                     "expression; IoU against the true mask at the prediction size. 'On target': pseudo-labels with IoU "
+                     ">= 0.5 before refinement (the teacher found the referred object; the rest segment another "
+                     "object or none, which no refinement can repair). Candidates: the embedded "
                      "generator (not SAM) unless --candidates named another store. Unmatched samples keep their "
                      "pseudo-mask."),
            "machine": describe("cpu", args.threads),

@@ -9,7 +9,7 @@ per-epoch validation, checkpoints), not the dataset generation.
 
     python benchmarks/supervised_bench.py [--ratios 1.0,0.1,0.05,0.01] [--threads 2] [--nproc 2] [--full-epochs 3]
 
-On the 2-core machine one process with two torch threads trains 1.3-1.4x as fast as one thread
+On the 2-core machine one process with two torch threads trains 1.3-1.6x as fast as one thread
 (batch 32, 64 px); ``--nproc 2`` (DDP over two one-thread CPU processes, torchrun + gloo, the
 per-process batch = the global batch / nproc) gave 1.2x and BatchNorm statistics over half a batch.
 

@@ -1,12 +1,13 @@
 """Training and evaluation throughput (images/s) of the RES model on this machine's CPU.
 
 Measures, side by side in one run: lavt_tiny (the CPU default) at several input sizes, one
-optimizer step = forward + class-weighted CE + backward + AdamW step on a batch of random images
+optimizer step = forward + class-weighted CE + Dice (the burn-in loss) + backward + AdamW step, under
+the training's autocast (bf16 where the CPU computes it natively), on a batch of random images
 with real RefShapes-like sentences (frozen MiniLM, features cached as in training); evaluation =
 forward under no_grad. Also the one-off cost of encoding sentences with the frozen MiniLM.
 Writes benchmarks/results/train_speed_bench.json.
 
-    python benchmarks/train_speed_bench.py [--threads 2] [--steps 8]
+    python benchmarks/train_speed_bench.py [--threads 1,2] [--steps 20] [--batch 32] [--amp bf16|off]
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from pathlib import Path
 import torch
 
 from semires import io
-from semires.hardware import load_averages
+from semires.hardware import cpu_amp, load_averages
 from semires.models import ModelConfig, build_model, load_tokenizer, tokenize
-from semires.train.losses import segmentation_loss
+from semires.train.losses import supervised_loss
 from semires.train.optim import build_optimizer
+from semires.train.runtime import amp_dtype, autocast
 
 SENTENCES = ["the small red star left of the ring", "the big blue thing in between the star and the green shape",
              "the highest green star", "the medium-sized object on the left of the red thing"]
 
 
-def measure(model, size: int, batch: int, steps: int, ids, mask) -> tuple[float, float]:
+def measure(model, size: int, batch: int, steps: int, ids, mask, dtype) -> tuple[float, float]:
+    cpu = torch.device("cpu")
     x = torch.randn(batch, 3, size, size)
     y = (torch.rand(batch, size, size) > 0.8).long()
     opt = build_optimizer(model, 1e-4, 0.01)
@@ -38,13 +41,15 @@ def measure(model, size: int, batch: int, steps: int, ids, mask) -> tuple[float,
     for i in range(steps + 2):
         if i == 2:
             t0 = time.perf_counter()
-        loss = segmentation_loss(model(x, ids, mask), y)
+        with autocast(cpu, dtype):
+            logits = model(x, ids, mask)
+        loss = supervised_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     train = batch * steps / (time.perf_counter() - t0)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast(cpu, dtype):
         for i in range(steps + 2):
             if i == 2:
                 t0 = time.perf_counter()
@@ -56,7 +61,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2", help="torch thread counts to compare")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=32, help="the 100%% supervised run's batch")
+    ap.add_argument("--amp", default=cpu_amp(), choices=["bf16", "off"], help="autocast (default: as training here)")
     ap.add_argument("--sizes", default="64,96,128")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed_bench.json"))
     args = ap.parse_args()
@@ -73,25 +79,28 @@ def main() -> None:
     t0 = time.perf_counter()
     model.text.warm_cache(mids, mmask)
     text_rate = len(many) / (time.perf_counter() - t0)
+    dtype = amp_dtype(torch.device("cpu"), args.amp)
     rows, raw = [], []
     for n in threads:
         torch.set_num_threads(n)
         for size in (int(s) for s in args.sizes.split(",")):
-            tr, ev = measure(model, size, args.batch, args.steps, ids, mask)
-            raw.append({"model": "lavt_tiny", "threads": n, "image_size": size, "batch": args.batch,
+            tr, ev = measure(model, size, args.batch, args.steps, ids, mask, dtype)
+            raw.append({"model": "lavt_tiny", "threads": n, "image_size": size, "batch": args.batch, "amp": args.amp,
                         "train_images_per_s": tr, "eval_images_per_s": ev})
-            rows.append(["lavt_tiny", n, size, args.batch, round(tr, 1), round(ev, 1)])
+            rows.append(["lavt_tiny", n, size, args.batch, args.amp, round(tr, 1), round(ev, 1)])
             print(rows[-1], flush=True)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     io.write_json(args.out, {
         "title": "RES model throughput on CPU (lavt_tiny, frozen MiniLM text encoder)",
-        "columns": ["model", "threads", "image size", "batch", "train images/s", "eval images/s"],
+        "columns": ["model", "threads", "image size", "batch", "autocast", "train images/s", "eval images/s"],
         "rows": rows, "raw": raw,
         "text_encoder_sentences_per_s": round(text_rate, 1), "trainable_params": n_params,
         "notes": (f"{args.steps} timed steps after 2 warm-up steps; train step = "
-                  "forward + CE + backward + AdamW. Frozen MiniLM encodes "
-                  f"{text_rate:.0f} sentences/s once (cached after), measured with {threads[0]} thread(s). Shared machine: load average "
-                  f"{load_before} before, {load_averages()} after - other jobs ran concurrently, so treat as a lower bound."),
+                  "forward + CE + Dice + backward + AdamW (the default model: "
+                  f"{ModelConfig().fusion_heads} fusion heads, stride-{ModelConfig().detail_stride} detail head). "
+                  "Frozen MiniLM encodes "
+                  f"{text_rate:.0f} sentences/s once (cached after), measured with {threads[0]} thread(s). Load average "
+                  f"{load_before} before, {load_averages()} after (the benchmark itself keeps one or two cores busy)."),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "date": dt.date.today().isoformat()})
     print(f"wrote {args.out}")

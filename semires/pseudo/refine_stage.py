@@ -144,8 +144,14 @@ def _truth(index: RefIndex, ref_id: int, size: int, cache: dict[int, torch.Tenso
     return cache[ref_id]
 
 
-def quality_report(items: list[dict], cfg: RefineConfig, size: int) -> dict:
-    """Pseudo-label quality against the truth (percent), before and after refinement, overall and by group."""
+def quality_report(items: list[dict], cfg: RefineConfig, size: int, on_target_iou: float = 0.5) -> dict:
+    """Pseudo-label quality against the truth (percent), before and after refinement, overall and by group.
+
+    Groups: ``matched`` / ``unmatched`` (did refinement find candidates), and ``on_target`` /
+    ``off_target``: pseudo-labels whose IoU with the truth is >= ``on_target_iou`` before refinement
+    (the teacher found the referred object) or below (it segmented another object, or none).
+    Refinement can sharpen the first kind; it has nothing right to sharpen in the second.
+    """
     def metrics(sel: list[dict], key: str) -> dict:
         i = np.array([it[key][0] for it in sel], np.int64)
         u = np.array([it[key][1] for it in sel], np.int64)
@@ -156,7 +162,10 @@ def quality_report(items: list[dict], cfg: RefineConfig, size: int) -> dict:
     unmatched = [it for it in items if not it["matched"]]
     before, after = metrics(items, "before"), metrics(items, "after")
     groups = {}
-    for name, sel in (("matched", matched), ("unmatched", unmatched)):
+    on_target = [it for it in items if _iou(it["before"]) >= on_target_iou]
+    off_target = [it for it in items if _iou(it["before"]) < on_target_iou]
+    for name, sel in (("matched", matched), ("unmatched", unmatched), ("on_target", on_target),
+                      ("off_target", off_target)):
         groups[name] = {"n": len(sel), "before": metrics(sel, "before"), "after": metrics(sel, "after")}
     changed = [it for it in matched if _iou(it["after"]) != _iou(it["before"])]
     return {"strategy": cfg.strategy, "pwa": cfg.pwa, "variant": cfg.name, "image_size": size, "n": len(items),
@@ -167,7 +176,7 @@ def quality_report(items: list[dict], cfg: RefineConfig, size: int) -> dict:
             "delta_oIoU": after["oIoU"] - before["oIoU"] if items else None,
             "improved": sum(_iou(it["after"]) > _iou(it["before"]) for it in changed),
             "worsened": sum(_iou(it["after"]) < _iou(it["before"]) for it in changed),
-            "groups": groups,
+            "groups": groups, "on_target_iou": on_target_iou,
             "note": "IoU with the true mask at the prediction size; labels of unmatched samples are the pseudo-masks"}
 
 

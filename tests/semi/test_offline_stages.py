@@ -11,7 +11,7 @@ from semires import io
 from semires.errors import DataError, SemiresError
 from semires.pseudo.config import PseudoLabelConfig, RefineStageConfig
 from semires.pseudo.label import run_pseudo_label
-from semires.pseudo.refine_stage import load_refined, refined_target, run_refine
+from semires.pseudo.refine_stage import load_refined, quality_report, refined_target, run_refine
 from semires.pseudo.shards import PseudoStore, dequantize, quantize, read_shard, write_shard
 from semires.refine import RefineConfig, pwa_weight
 from semires.train.semi import train_semi
@@ -95,6 +95,22 @@ def noisy_pseudo_dir(semi_setup, tmp_path_factory):
                                           "shards": [{"file": "shard-00000.npz", "count": len(exprs)}]})
     io.mark_complete(out)
     return out
+
+
+def test_quality_report_separates_pseudo_labels_on_and_off_the_referred_object():
+    """IoU before refinement >= on_target_iou: the teacher found the object (refinement can sharpen it);
+    below: another object or none. Counts are [intersection, union] with the true mask."""
+    items = [{"matched": True, "parts": 1, "before": [60, 100], "after": [90, 100]},   # on target, sharpened
+             {"matched": False, "parts": 0, "before": [50, 100], "after": [50, 100]},  # on target (IoU 0.5)
+             {"matched": True, "parts": 1, "before": [10, 100], "after": [0, 100]},    # off target
+             {"matched": False, "parts": 0, "before": [0, 80], "after": [0, 80]}]      # off target, empty overlap
+    rep = quality_report(items, RefineConfig(strategy="iom"), 32)
+    on, off = rep["groups"]["on_target"], rep["groups"]["off_target"]
+    assert (on["n"], off["n"]) == (2, 2) and rep["on_target_iou"] == 0.5
+    assert on["before"]["mIoU"] == pytest.approx(55.0) and on["after"]["mIoU"] == pytest.approx(70.0)
+    assert off["before"]["mIoU"] == pytest.approx(5.0) and off["after"]["mIoU"] == pytest.approx(0.0)
+    assert rep["groups"]["matched"]["n"] == 2 and rep["delta_mIoU"] == pytest.approx(5.0)
+    assert quality_report(items, RefineConfig(strategy="iom"), 32, on_target_iou=0.55)["groups"]["on_target"]["n"] == 1
 
 
 def test_refine_stage_reports_quality_and_stores_targets(semi_setup, noisy_pseudo_dir, tmp_path):
