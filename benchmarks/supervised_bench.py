@@ -134,8 +134,8 @@ def _doc(raw: list[dict]) -> dict:
         "columns": ["labeled", "images", "expressions", "steps", "epochs", "processes x threads", "val mIoU",
                     "val oIoU", "val prec@0.5", "testA mIoU", "testB mIoU", "wall (min)"],
         "rows": [_row(r) for r in raw], "raw": raw,
-        "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, stride-{MODEL.detail_stride} detail "
-                  f"head), {FULL['image_size']} px input, AdamW poly 0.9, CE [0.9, 1.1] + "
+        "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, {MODEL.fusion_heads} fusion heads, "
+                  f"stride-{MODEL.detail_stride} detail head), {FULL['image_size']} px input, AdamW poly 0.9, CE [0.9, 1.1] + "
                   f"{BurnInConfig().dice_weight:g} x Dice, autocast {SMALL['amp']}; global batch and lr per run: "
                   + "; ".join(f"{100 * r['ratio']:g}%: batch {r['config']['batch_size'] * r.get('nproc', 1)}, lr "
                               f"{r['config']['lr']}" for r in raw) + ". "
