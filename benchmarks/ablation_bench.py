@@ -229,6 +229,7 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
             rows.append([f"{100 * ratio:g}%", LABELS[v], len(runs), *cells, delta])
     for (r, s, name), res in sorted(results.items()):
         raw.append({"ratio": r, "seed": s, "variant": name, "eval": res["eval"], "train_s": round(res["train_s"], 1)})
+    model = ModelConfig(**budget["model"])
     doc = {"title": "SemiRES ablation on RefShapes (CPU default model)",
            "columns": ["labeled", "variant", "seeds", "val mIoU", "val oIoU", "testA mIoU", "testA oIoU",
                        "testB mIoU", "testB oIoU", "val mIoU vs supervised"],
@@ -237,8 +238,8 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
                      "(online refinement with the embedded candidate generator, not SAM). Mean over seeds where "
                      f"several ({seeds} at the smallest ratio). Kept model: EMA teacher by val oIoU. Scores on every "
                      "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone, "
-                     f"{ModelConfig(**budget['model']).fusion_heads} fusion heads, stride-"
-                     f"{ModelConfig(**budget['model']).detail_stride} detail head); supervised loss CE + "
+                     f"{model.fusion_heads} fusion heads, stride-{model.detail_stride} detail head); "
+                     "supervised loss CE + "
                      f"{BurnInConfig().dice_weight:g} x Dice, unsupervised CE (+PWA); autocast {cpu_amp()}."),
            "machine": describe("cpu", args.threads) + " (shared machine)",
            "date": dt.date.today().isoformat(), "this_invocation_s": round(wall, 1),

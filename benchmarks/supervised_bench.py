@@ -38,7 +38,7 @@ from semires.tracking import TrackingConfig
 from semires.train.config import BurnInConfig
 from semires.train.supervised import resolve_labeled, train_supervised
 
-MODEL = ModelConfig()  # the CPU default (stride-2 detail head)
+MODEL = ModelConfig()  # the CPU default (4 fusion heads, stride-2 detail head)
 # 900 steps for 1% / 5% / 10% (the burn_in defaults otherwise: CE + Dice); bf16 autocast where the
 # CPU computes bf16 natively (1.3x the steps per second here, same val mIoU per epoch)
 SMALL = dict(epochs=6, steps_per_epoch=150, batch_size=16, image_size=64, lr=2e-3, warmup_steps=50, device="cpu",

@@ -72,7 +72,8 @@ def main() -> None:
     load_before = load_averages()
     tok = load_tokenizer()
     ids, mask = tokenize(tok, [SENTENCES[i % len(SENTENCES)] for i in range(args.batch)], 20)
-    model = build_model(ModelConfig())
+    cfg = ModelConfig()
+    model = build_model(cfg)
     # one-off text cost: unique sentences through the frozen MiniLM (what training's warm-up pays)
     many = [f"{s} number {i}" for i in range(64) for s in SENTENCES]
     mids, mmask = tokenize(tok, many, 20)
@@ -97,7 +98,7 @@ def main() -> None:
         "text_encoder_sentences_per_s": round(text_rate, 1), "trainable_params": n_params,
         "notes": (f"{args.steps} timed steps after 2 warm-up steps; train step = "
                   "forward + CE + Dice + backward + AdamW (the default model: "
-                  f"{ModelConfig().fusion_heads} fusion heads, stride-{ModelConfig().detail_stride} detail head). "
+                  f"{cfg.fusion_heads} fusion heads, stride-{cfg.detail_stride} detail head). "
                   "Frozen MiniLM encodes "
                   f"{text_rate:.0f} sentences/s once (cached after), measured with {threads[0]} thread(s). Load average "
                   f"{load_before} before, {load_averages()} after (the benchmark itself keeps one or two cores busy)."),

@@ -162,8 +162,10 @@ def quality_report(items: list[dict], cfg: RefineConfig, size: int, on_target_io
     unmatched = [it for it in items if not it["matched"]]
     before, after = metrics(items, "before"), metrics(items, "after")
     groups = {}
-    on_target = [it for it in items if _iou(it["before"]) >= on_target_iou]
-    off_target = [it for it in items if _iou(it["before"]) < on_target_iou]
+    hit = iou_from_counts(np.array([it["before"][0] for it in items], np.int64),
+                          np.array([it["before"][1] for it in items], np.int64)) >= on_target_iou
+    on_target = [it for it, h in zip(items, hit) if h]
+    off_target = [it for it, h in zip(items, hit) if not h]
     for name, sel in (("matched", matched), ("unmatched", unmatched), ("on_target", on_target),
                       ("off_target", off_target)):
         groups[name] = {"n": len(sel), "before": metrics(sel, "before"), "after": metrics(sel, "after")}
