@@ -37,6 +37,7 @@ from semires.candidates.base import CandidateGenerator
 from semires.candidates.stats import merge_stats, shard_stats
 from semires.data import masks as mask_codec
 from semires.errors import DataError, SemiresError
+from semires.train.transforms import nearest_resize
 
 FORMAT = "semires-candidates/1"
 MANIFEST = "manifest.json"
@@ -170,14 +171,6 @@ def merge(out_dir: str | Path, num_shards: int, verify: bool = True) -> Path:
                if (p := out / "timing" / f"{shard_name(k, num_shards)}.json").is_file()]
     io.write_json(out / "stats.json", merge_stats(timings))
     return io.write_json(out / MANIFEST, manifest, indent=None)
-
-
-def nearest_resize(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(K, H, W) -> (K, h, w) nearest-neighbour resize, equal to ``torch.nn.functional.interpolate(...,
-    mode="nearest")`` (source index ``floor(dst * in / out)`` in float32) but ~3x faster on bool stacks."""
-    idx = [np.minimum(np.floor(np.arange(o, dtype=np.float32) * np.float32(i / o)).astype(np.int64), i - 1)
-           for i, o in zip(masks.shape[1:], size)]
-    return np.take(np.take(masks, idx[0], axis=1), idx[1], axis=2)
 
 
 class CandidateStore:

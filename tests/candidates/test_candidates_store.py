@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from semires.candidates.store import CandidateStore, generate_shard, merge, shard_ids, shard_name, shard_of
 from semires.data.index import RefIndex
 from semires.errors import DataError, SemiresError
+from semires.train.transforms import nearest_resize, resize_mask
 
 N = 3
 
@@ -66,10 +67,18 @@ def test_store_round_trip_and_resize(index, reference_store):
         np.testing.assert_allclose(store.scores(iid), want.scores, atol=1e-6)
         rec = store.record(iid)
         assert [c["area"] for c in rec["candidates"]] == want.masks.reshape(len(want), -1).sum(1).tolist()
-        for size in ((32, 48), (100, 77), (160, 129)):  # down, mixed, up: same as torch's nearest
+        for size in ((32, 48), (100, 77), (160, 129)):  # down, mixed, up: torch's pixel-centre nearest
             resized = store.masks(iid, size=size)
-            ref = torch.nn.functional.interpolate(got[None].float(), size=size, mode="nearest")[0].bool()
+            ref = torch.nn.functional.interpolate(got[None].float(), size=size, mode="nearest-exact")[0].bool()
             assert resized.shape == (len(want), *size) and torch.equal(resized, ref)
+        # candidates land on the same pixels as a truth mask resized for training
+        for side in (24, 50, 64):
+            for k in range(min(3, len(got))):
+                assert np.array_equal(store.masks(iid, size=side)[k].numpy(), resize_mask(got[k].numpy(), side))
+    # pixel centres: a 2x downscale keeps the odd rows / columns (PIL's NEAREST does the same there)
+    m = np.zeros((1, 8, 8), bool)
+    m[0, 1::2, 1::2] = True
+    assert nearest_resize(m, (4, 4)).all() and not nearest_resize(~m, (4, 4)).any()
     assert store.masks(index.image_ids()[0]) is store.masks(index.image_ids()[0])  # LRU hit
     with pytest.raises(DataError, match="no candidates"):
         store.masks(10 ** 9)
