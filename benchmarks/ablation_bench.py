@@ -61,6 +61,10 @@ VARIANTS: dict[str, RefineConfig | None] = {
 LABELS = {"supervised": "supervised only", "mt": "mean teacher", "iom": "+IOM", "cpi": "+CPI", "iom+pwa": "+IOM+PWA",
           "cpi+pwa": "+CPI+PWA", "full": "fully supervised (100%)"}
 SPLITS = ("val", "testA", "testB")
+# Bumped when a code change invalidates finished runs that use candidates (semi runs, refined
+# pseudo-labels); burn-ins are keyed by their settings and data alone. 2: candidate masks resized
+# on pixel centres, like the truth (they had been half an input pixel off).
+CANDIDATE_RUNS_VERSION = 2
 CACHE = 256  # decoded candidate stacks kept in memory (the store's default, 1024, costs ~1 GB at 64 px)
 
 BUDGETS: dict[str, dict] = {
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     # (and of the data: a redrawn RefShapes never reuses runs trained on the old one)
     data_sum = io.read_json(refer / META)["checksum"]
     burn_key = params_hash({"model": model_cfg, "burn_in": burn_cfg, "data": data_sum})[:8]
-    semi_key = params_hash({"burn": burn_key, "semi": semi_base})[:8]
+    semi_key = params_hash({"burn": burn_key, "semi": semi_base, "version": CANDIDATE_RUNS_VERSION})[:8]
     tracking = TrackingConfig(uri=args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
                               or f"sqlite:///{(work / 'mlflow.db').resolve()}", experiment="semires-ablation",
                               log_model=False)
@@ -176,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         "train_s": burn_metrics["train_s"]}
                 print(tag, "supervised", _summary(results[(ratio, seed, "supervised")]), flush=True)
             if seed == seeds[0] and args.quality:
-                quality[ratio] = pseudo_quality(index, sp, burn, work / "pseudo" / f"{tag}-{burn_key}", source,
-                                                tracking)
+                pseudo_dir = work / "pseudo" / f"{tag}-{burn_key}-v{CANDIDATE_RUNS_VERSION}"
+                quality[ratio] = pseudo_quality(index, sp, burn, pseudo_dir, source, tracking)
                 write_quality(args, quality)
             for v in variants:
                 if v in ("supervised", "full"):
