@@ -36,6 +36,10 @@ class SemiConfig(Section):
     dice_weight: float = Field(1.0, ge=0, description="soft Dice term added to the supervised CE, as in burn_in "
                                "(0 = the paper's CE only); the unsupervised loss stays as the paper's")
     unsup_class_weights: tuple[float, float] = Field((0.9, 1.1), description="CE weights on pseudo-labels")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="online mode: train on an unlabeled sample only if "
+                                  "the teacher's mean foreground probability over its pseudo-mask is >= this; "
+                                  "0 = every sample (the paper). Not in SemiRES: a pseudo-label filter in the "
+                                  "manner of FixMatch's threshold, against pseudo-masks on the wrong object")
     ema_momentum: float = Field(0.9996, ge=0, le=1, description="teacher <- m teacher + (1 - m) student, per step")
     lr: float = Field(5e-4, gt=0, description="peak AdamW learning rate of the student")
     weight_decay: float = Field(0.01, ge=0)

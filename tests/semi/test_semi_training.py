@@ -112,3 +112,24 @@ def test_a_finished_run_is_not_returned_for_another_config(semi_setup, tmp_path)
         run(semi_setup, tmp_path / "semi", cfg(steps=3, eval_every=2))
     with pytest.raises(SemiresError, match="finished run with another config.*refine"):
         run(semi_setup, tmp_path / "semi", cfg(steps=2, eval_every=2), RefineConfig(strategy="cpi"))
+
+
+def test_confidence_filter_keeps_samples_whose_teacher_is_sure():
+    prob = torch.zeros(4, 4, 4)
+    prob[0, :2, :2] = 0.95  # sure of its mask
+    prob[1, :2, :2] = 0.6   # unsure
+    prob[2, :2, :2] = 0.8   # exactly at the threshold: kept (>=)
+    pseudo = prob > 0.5
+    pseudo[3] = False       # empty pseudo-mask: scores 0
+    assert semi_mod.confident(prob, pseudo, 0.8).tolist() == [True, False, True, False]
+    assert semi_mod.confident(prob, pseudo, 0.0).all()  # 0 = the paper: every sample
+
+
+def test_confidence_filter_trains_when_nothing_is_kept_and_is_refused_offline(semi_setup, tmp_path):
+    result = run(semi_setup, tmp_path / "semi", cfg(steps=2, eval_every=2, min_confidence=1.0))
+    assert result["steps"] == 2 and all(torch.isfinite(torch.tensor(h["oIoU"])) for h in result["history"])
+    s = semi_setup
+    with pytest.raises(SemiresError, match="min_confidence"):
+        train_semi(s["index"], s["split"].labeled, s["split"].unlabeled, s["burn_in"], tmp_path / "b",
+                   cfg(mode="self_training", min_confidence=0.5), RefineConfig(), None, refined_dir=tmp_path,
+                   tracking=OFF, progress=False)
