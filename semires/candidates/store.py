@@ -37,7 +37,6 @@ from semires.candidates.base import CandidateGenerator
 from semires.candidates.stats import merge_stats, shard_stats
 from semires.data import masks as mask_codec
 from semires.errors import DataError, SemiresError
-from semires.train.transforms import nearest_resize
 
 FORMAT = "semires-candidates/1"
 MANIFEST = "manifest.json"
@@ -245,7 +244,7 @@ class CandidateStore:
         rec = self.record(image_id)
         hw = (rec["height"], rec["width"])
         m = mask_codec.decode_many([c["rle"] for c in rec["candidates"]], size=hw)
-        m = torch.from_numpy(m if size is None or tuple(size) == hw else nearest_resize(m, tuple(size)))
+        m = torch.from_numpy(m if size is None or tuple(size) == hw else mask_codec.nearest_resize(m, tuple(size)))
         if self.cache_size > 0 and m.numel() <= self.cache_bytes:
             self._cache[key] = m
             self._cached_bytes += m.numel()
