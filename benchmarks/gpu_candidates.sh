@@ -19,21 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-benchmarks/results}"
 mkdir -p "$OUT_DIR"
-PY=python3
-command -v "$PY" >/dev/null || PY=python
-missing=""
-for mod in segment_anything pycocotools pydantic; do
-  "$PY" -c "import $mod" 2>/dev/null || missing="$missing $mod"
-done
-if [ -n "$missing" ]; then
-  if ! ls .whl/*.whl >/dev/null 2>&1; then
-    echo "not installed:$missing, and .whl/ holds no wheels to install them from" >&2
-    exit 2
-  fi
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+source benchmarks/gpu_env.sh segment_anything pycocotools pydantic
 if [ "${GPU_CANDIDATES_SMOKE:-0}" = "1" ]; then
   ARGS=(--device cpu --quick)
 else

@@ -18,19 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-benchmarks/results}"
 mkdir -p "$OUT_DIR"
-missing=""
-for mod in pydantic pycocotools; do
-  python3 -c "import $mod" 2>/dev/null || missing="$missing $mod"
-done
-if [ -n "$missing" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+source benchmarks/gpu_env.sh pydantic pycocotools
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 TEXT=()
 if [ -f .gpu_carry/minilm16/model.safetensors ]; then
   rm -rf /tmp/minilm && cp -r .gpu_carry/minilm16 /tmp/minilm
-  python3 - <<'PY'
+  "$PY" - <<'PY'
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -40,4 +33,4 @@ save_file({k: v.float() if v.is_floating_point() else v for k, v in sd.items()},
 PY
   TEXT=(--text-encoder /tmp/minilm)
 fi
-python3 benchmarks/gpu_supervised.py "${TEXT[@]}" --out "$OUT_DIR/gpu_supervised.json" "$@"
+"$PY" benchmarks/gpu_supervised.py "${TEXT[@]}" --out "$OUT_DIR/gpu_supervised.json" "$@"

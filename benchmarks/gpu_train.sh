@@ -21,17 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-benchmarks/results}"
 mkdir -p "$OUT_DIR"
-if ! python3 -c "import pydantic" 2>/dev/null; then
-  if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-  else
-    echo "pydantic is not installed and .whl/ holds no wheels to install it from" >&2
-    exit 2
-  fi
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-timeout 170 python3 - "$OUT_DIR" <<'PY'
+source benchmarks/gpu_env.sh pydantic
+timeout 170 "$PY" - "$OUT_DIR" <<'PY'
 import datetime as dt
 import json
 import sys

@@ -1,0 +1,23 @@
+# Python set-up shared by the benchmarks/gpu_*.sh scripts on the device machine; source it from
+# the repository root with the modules the script needs:
+#   source benchmarks/gpu_env.sh pydantic pycocotools
+# The GPU image has torch / transformers / scikit-image but not semires' pure-Python dependencies.
+# When one of the named modules does not import, the wheels carried in .whl/ (git-ignored; how to
+# fetch them: benchmarks/gpu_train.sh) are installed into /tmp/site; with no wheels there it stops
+# with exit status 2. Sets PY (python3, else python) and puts the repository and /tmp/site on
+# PYTHONPATH.
+PY=python3
+command -v "$PY" >/dev/null || PY=python
+_missing=""
+for _mod in "$@"; do
+  "$PY" -c "import $_mod" 2>/dev/null || _missing="$_missing $_mod"
+done
+if [ -n "$_missing" ]; then
+  if ! ls .whl/*.whl >/dev/null 2>&1; then
+    echo "not installed:$_missing, and .whl/ holds no wheels to install them from" >&2
+    exit 2
+  fi
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
