@@ -17,7 +17,7 @@ Budgets (the JSON records which one produced the numbers):
   full   RefShapes 'default', 128 px, 1800 burn-in + 4000 semi steps, EMA momentum 0.9996 (the paper)
 
     python benchmarks/ablation_bench.py --budget small [--ratios 0.01] [--seeds 0,1] [--variants mt,iom+pwa]
-        [--candidates DIR] [--work /tmp/semires_ablation] [--mlflow-uri URI]
+        [--semi-ratios 0.01] [--candidates DIR] [--work /tmp/semires_ablation] [--mlflow-uri URI]
 
 Candidates: ``--candidates`` names a candidate store covering the train images; without it the
 embedded generator (``candidates`` section defaults) is run once into ``<work>/candidates``.
@@ -104,6 +104,12 @@ def candidate_source(work: Path, index: RefIndex, given: Path | None):
     return CandidateStore(out, cache_size=CACHE)
 
 
+def result_name(stem: str, budget: str) -> str:
+    """Results file of a budget: the README's main tables come from 'small'; the other budgets
+    write beside them (``<stem>_smoke.json``, ``<stem>_full.json``) and never overwrite them."""
+    return f"{stem}.json" if budget == "small" else f"{stem}_{budget}.json"
+
+
 def _mean(xs: list[float]) -> float:
     return float(statistics.fmean(xs)) if xs else float("nan")
 
@@ -120,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ratios", default="0.01,0.05,0.1")
     ap.add_argument("--seeds", default="0,1", help="label-split seeds at 1%% (other ratios use the first)")
     ap.add_argument("--variants", default=",".join(list(VARIANTS) + ["full"]))
+    ap.add_argument("--semi-ratios", default=None,
+                    help="ratios that get the semi-supervised variants (default: every ratio); the others get "
+                         "only their burn-in and pseudo-label quality, e.g. for a partial run of a costly budget")
     ap.add_argument("--candidates", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=Path("/tmp/semires_ablation"))
     ap.add_argument("--threads", type=int, default=1)
@@ -137,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [float(r) for r in args.ratios.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v for v in args.variants.split(",") if v]
+    semi_ratios = set(ratios if args.semi_ratios is None else (float(r) for r in args.semi_ratios.split(",")))
     unknown = set(variants) - set(VARIANTS) - {"full"}
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS) + ['full']}")
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 quality[ratio] = pseudo_quality(index, sp, burn, pseudo_dir, source, tracking)
                 write_quality(args, quality)
             for v in variants:
-                if v in ("supervised", "full"):
+                if v in ("supervised", "full") or ratio not in semi_ratios:
                     continue
                 out = work / "runs" / tag / f"{v}-{semi_key}"
                 semi_metrics = train_semi(index, sp.labeled, sp.unlabeled, burn / "best.safetensors", out,
@@ -248,8 +258,7 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
            "machine": describe("cpu", args.threads) + " (shared machine)",
            "date": dt.date.today().isoformat(), "this_invocation_s": round(wall, 1),
            "train_s_total": round(sum(res["train_s"] for res in results.values()), 1)}
-    name = "ablation_bench" if args.budget != "smoke" else "ablation_bench_smoke"
-    return io.write_json(args.out_dir / f"{name}.json", doc)
+    return io.write_json(args.out_dir / result_name("ablation_bench", args.budget), doc)
 
 
 def pseudo_quality(index, sp, burn: Path, out: Path, source, tracking) -> dict:
@@ -294,8 +303,7 @@ def write_quality(args, quality: dict[float, dict]) -> Path:
                      "pseudo-mask."),
            "machine": describe("cpu", args.threads),
            "date": dt.date.today().isoformat()}
-    name = "pseudo_label_quality" if args.budget != "smoke" else "pseudo_label_quality_smoke"
-    return io.write_json(args.out_dir / f"{name}.json", doc)
+    return io.write_json(args.out_dir / result_name("pseudo_label_quality", args.budget), doc)
 
 
 if __name__ == "__main__":

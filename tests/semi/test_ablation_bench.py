@@ -38,3 +38,20 @@ def test_ablation_bench_smoke_budget(tmp_path):
     assert bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt", "--no-quality",
                        "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "ablation_bench_smoke.json").read_text())["rows"] == doc["rows"]
+
+
+@pytest.mark.slow
+def test_ablation_bench_semi_ratios_limit_the_semi_runs(tmp_path):
+    """--semi-ratios: the other ratios get only their burn-in; a non-small budget never writes the
+    README's main results file."""
+    bench = _bench()
+    assert bench.main(["--budget", "smoke", "--ratios", "0.25,0.5", "--semi-ratios", "0.5", "--seeds", "0",
+                       "--variants", "supervised,mt", "--no-quality", "--work", str(tmp_path / "work"),
+                       "--out-dir", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "ablation_bench_smoke.json").read_text())
+    assert [(r[0], r[1]) for r in doc["rows"]] == [("25%", "supervised only"), ("50%", "supervised only"),
+                                                   ("50%", "mean teacher")]
+    assert not list((tmp_path / "work" / "smoke" / "runs" / "25pct_s0").glob("mt-*"))
+    assert not (tmp_path / "ablation_bench.json").exists()
+    assert bench.result_name("ablation_bench", "small") == "ablation_bench.json"
+    assert bench.result_name("pseudo_label_quality", "full") == "pseudo_label_quality_full.json"
