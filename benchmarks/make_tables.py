@@ -41,11 +41,12 @@ def update(readme_text: str, results: dict[str, dict]) -> tuple[str, list[str]]:
     """Replace each marked block; returns the new text and the names without markers."""
     missing = []
     for name, res in sorted(results.items()):
-        pat = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(<!-- /table:{re.escape(name)} -->)", re.S)
+        pat = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(<!-- /table:{re.escape(name)} -->)", re.DOTALL)
         if not pat.search(readme_text):
             missing.append(name)
             continue
-        readme_text = pat.sub(lambda m: m.group(1) + render(res) + "\n" + m.group(2), readme_text)
+        table = render(res)
+        readme_text = pat.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), readme_text)
     return readme_text, missing
 
 

@@ -41,8 +41,8 @@ from semires.train.supervised import resolve_labeled, train_supervised
 MODEL = ModelConfig()  # the CPU default (4 fusion heads, stride-2 detail head)
 # 900 steps for 1% / 5% / 10% (the burn_in defaults otherwise: CE + Dice); bf16 autocast where the
 # CPU computes bf16 natively (1.3x the steps per second here, same val mIoU per epoch)
-SMALL = dict(epochs=6, steps_per_epoch=150, batch_size=16, image_size=64, lr=2e-3, warmup_steps=50, device="cpu",
-             checkpoint_every=200, log_every=50, amp=cpu_amp())
+SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64, "lr": 2e-3, "warmup_steps": 50,
+         "device": "cpu", "checkpoint_every": 200, "log_every": 50, "amp": cpu_amp()}
 # 100%: batch 32 at lr 4e-3 gives the same val mIoU per epoch as 16 at 2e-3 in ~20% less time on a
 # CPU (larger batches use the cores better). At 64 px an object is ~9 px across and the model
 # confuses shapes; 96 px costs 1.9x the time per epoch but scores more within the 10 minutes

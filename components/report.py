@@ -62,13 +62,13 @@ def summary_markdown(summary: dict, m: dict[str, dict]) -> tuple[str, dict]:
                 headline[f"{s}.{k}"] = ev[f"{s}.{k}"]
     b, r, c = m.get("burn_in", {}), m.get("refine", {}), m.get("candidates", {})
     lines += ["", "## Stages", "",
-              f"- candidates: {int(c.get('images', 0))} images, {c.get('candidates/per_image_mean', float('nan')):.1f} "
-              f"per image on average",
-              f"- burn-in teacher (labeled only): val mIoU {b.get('val.mIoU', float('nan')):.2f}, "
-              f"oIoU {b.get('val.oIoU', float('nan')):.2f}",
+              (f"- candidates: {int(c.get('images', 0))} images, "
+               f"{c.get('candidates/per_image_mean', float('nan')):.1f} per image on average"),
+              (f"- burn-in teacher (labeled only): val mIoU {b.get('val.mIoU', float('nan')):.2f}, "
+               f"oIoU {b.get('val.oIoU', float('nan')):.2f}"),
               f"- pseudo-labels: {int(m.get('pseudo_label', {}).get('expressions', 0))} unlabeled expressions",
-              f"- refinement: match rate {r.get('match_rate', float('nan')):.1f}%, pseudo-label mIoU "
-              f"{r.get('pseudo.before.mIoU', float('nan')):.2f} -> {r.get('pseudo.after.mIoU', float('nan')):.2f}"]
+              (f"- refinement: match rate {r.get('match_rate', float('nan')):.1f}%, pseudo-label mIoU "
+               f"{r.get('pseudo.before.mIoU', float('nan')):.2f} -> {r.get('pseudo.after.mIoU', float('nan')):.2f}")]
     if "val.mIoU" in headline and "val.mIoU" in b:
         headline["gain.val.mIoU"] = headline["val.mIoU"] - b["val.mIoU"]
         lines.append(f"- student vs teacher on val: {headline['gain.val.mIoU']:+.2f} mIoU")

@@ -8,7 +8,7 @@ to a default. Stages read only their own section (DVC lists params per key).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,8 +25,8 @@ class SynthConfig(Section):
 
     preset: str = Field("default", description="'default' (CPU, < 1 min), 'tiny' (tests) or 'large' (RefCOCO scale)")
     seed: int = 0
-    num_images: Optional[int] = Field(None, description="override the preset's image count")
-    image_size: Optional[int] = Field(None, description="override the preset's square image side, pixels")
+    num_images: int | None = Field(None, description="override the preset's image count")
+    image_size: int | None = Field(None, description="override the preset's square image side, pixels")
 
 
 class DataConfig(Section):

@@ -26,10 +26,9 @@ def mini_refer(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def refshapes_tiny(tmp_path_factory) -> dict:
     """RefShapes 'tiny' preset with its index and splits: {'refer_dir', 'index', 'splits'} (read-only)."""
-    from semires.data.index import build_index
+    from semires.data.index import RefIndex, build_index
     from semires.data.splits import make_splits
     from semires.data.synthetic import generate
-    from semires.data.index import RefIndex
 
     root = tmp_path_factory.mktemp("refshapes_tiny")
     refer_dir = generate(root / "refshapes", preset="tiny", seed=0, progress=False)

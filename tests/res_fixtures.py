@@ -30,8 +30,8 @@ def write_tiny_text_encoder(folder: Path, seed: int = 0) -> Path:
 def tiny_model_cfg(text_path: Path, **kw):
     from semires.models import ModelConfig
 
-    base = dict(name="lavt_tiny", text_encoder=str(text_path), channels=[8, 16, 16, 16], depths=[1, 1, 1, 1],
-                decoder_channels=8, max_tokens=8)
+    base = {"name": "lavt_tiny", "text_encoder": str(text_path), "channels": [8, 16, 16, 16], "depths": [1, 1, 1, 1],
+            "decoder_channels": 8, "max_tokens": 8}
     base.update(kw)
     return ModelConfig(**base)
 
@@ -39,7 +39,7 @@ def tiny_model_cfg(text_path: Path, **kw):
 def tiny_burn_in(**kw):
     from semires.train.config import BurnInConfig
 
-    base = dict(epochs=2, batch_size=4, image_size=32, lr=1e-3, eval_batch_size=8, checkpoint_every=2,
-                log_every=1, device="cpu", threads=1, overlays=2)
+    base = {"epochs": 2, "batch_size": 4, "image_size": 32, "lr": 1e-3, "eval_batch_size": 8, "checkpoint_every": 2,
+            "log_every": 1, "device": "cpu", "threads": 1, "overlays": 2}
     base.update(kw)
     return BurnInConfig(**base)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,8 +15,8 @@ app = typer.Typer(help="Datasets: RefShapes generation, REFER indexing, label sp
 @app.command()
 def synth(out: Path = typer.Option(..., help="output folder (REFER layout)"),
           preset: str = typer.Option("default", help="tiny | default | large"),
-          seed: int = typer.Option(0), num_images: Optional[int] = typer.Option(None),
-          image_size: Optional[int] = typer.Option(None), workers: Optional[int] = typer.Option(None)) -> None:
+          seed: int = typer.Option(0), num_images: int | None = typer.Option(None),
+          image_size: int | None = typer.Option(None), workers: int | None = typer.Option(None)) -> None:
     """Generate the RefShapes benchmark in the REFER layout."""
     from semires.data.synthetic import generate
 
@@ -45,8 +44,8 @@ def index(refer_dir: Path = typer.Option(..., help="folder with instances.json a
 @app.command()
 def split(index_path: Path = typer.Option(..., "--index", help="index JSON"),
           out: Path = typer.Option(..., help="folder for the per-ratio split folders"),
-          ratios: Optional[str] = typer.Option(None, help="comma-separated fractions, e.g. 0.01,0.05"),
-          seed: Optional[int] = typer.Option(None),
+          ratios: str | None = typer.Option(None, help="comma-separated fractions, e.g. 0.01,0.05"),
+          seed: int | None = typer.Option(None),
           params: Path = typer.Option(Path("params.yaml"), help="params file (split section)")) -> None:
     """Write labeled/unlabeled image-id lists of train for each ratio."""
     from semires.data.index import RefIndex
@@ -62,7 +61,7 @@ def split(index_path: Path = typer.Option(..., "--index", help="index JSON"),
 @app.command()
 def check(index_path: Path = typer.Option(..., "--index", help="index JSON"),
           splits: list[Path] = typer.Option([], "--split", help="split folder(s) to check with the index"),
-          report: Optional[Path] = typer.Option(None, help="where to write the readable report")) -> None:
+          report: Path | None = typer.Option(None, help="where to write the readable report")) -> None:
     """Run the great_expectations data gate on the index (and splits); non-zero exit on failure."""
     from semires.checks import check_index_and_splits
 

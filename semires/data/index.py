@@ -16,9 +16,9 @@ File format (``format: semires-index/1``)::
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -135,7 +135,7 @@ class RefIndex:
         self.refs = {int(r["ref_id"]): r for r in doc["refs"]}
 
     @classmethod
-    def load(cls, path: str | Path) -> "RefIndex":
+    def load(cls, path: str | Path) -> RefIndex:
         """Load an index written by :func:`build_index`."""
         path = Path(path)
         return cls(io.read_json(path), path)
@@ -169,7 +169,7 @@ class RefIndex:
 
     def ref_ids(self, split: str | None = None, image_ids: Iterable[int] | None = None) -> list[int]:
         """Sorted ref ids in ``split`` (any when None), restricted to ``image_ids`` when given."""
-        keep = None if image_ids is None else set(int(i) for i in image_ids)
+        keep = None if image_ids is None else {int(i) for i in image_ids}
         return sorted(rid for rid, r in self.refs.items()
                       if (split is None or r["split"] == split) and (keep is None or int(r["image_id"]) in keep))
 

@@ -7,7 +7,8 @@ Masks travel between stages as compressed RLE dicts ``{"size": [H, W], "counts":
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Refer:
     ann_to_ref: dict[int, dict] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, refer_dir: str | Path, split_by: str = "unc") -> "Refer":
+    def load(cls, refer_dir: str | Path, split_by: str = "unc") -> Refer:
         """Load ``instances.json`` and ``refs(<split_by>).p`` from ``refer_dir``.
 
         Raises :class:`DataError` naming the file for anything missing or inconsistent.

@@ -24,7 +24,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         super().__init__(fh, encoding="latin1")
         self._source = source
 
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle hook
+    def find_class(self, module: str, name: str):
         # Sets are the only callables a plain-data pickle may need; everything else is code.
         if (module, name) in _SAFE_BUILTINS:
             return set if name == "set" else frozenset

@@ -47,7 +47,7 @@ def make_split(train_image_ids: list[int], ratio: float, seed: int) -> LabelSpli
     """
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    ids = np.asarray(sorted(set(int(i) for i in train_image_ids)), dtype=np.int64)
+    ids = np.asarray(sorted({int(i) for i in train_image_ids}), dtype=np.int64)
     if len(ids) == 0:
         raise ValueError("no train images to split")
     n_lab = min(len(ids), max(1, math.floor(ratio * len(ids) + 0.5)))
@@ -60,7 +60,7 @@ def make_split(train_image_ids: list[int], ratio: float, seed: int) -> LabelSpli
 def write_split(split: LabelSplit, index: RefIndex, out_dir: str | Path) -> Path:
     """Write one split folder atomically; returns the folder."""
     out_dir = Path(out_dir)
-    n_refs = lambda ids: len(index.ref_ids("train", ids))  # noqa: E731
+    n_refs = lambda ids: len(index.ref_ids("train", ids))
     with io.atomic_dir(out_dir) as tmp:
         (tmp / "labeled.txt").write_text("".join(f"{i}\n" for i in split.labeled))
         (tmp / "unlabeled.txt").write_text("".join(f"{i}\n" for i in split.unlabeled))
