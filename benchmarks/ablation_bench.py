@@ -104,10 +104,22 @@ def candidate_source(work: Path, index: RefIndex, given: Path | None):
     return CandidateStore(out, cache_size=CACHE)
 
 
-def result_name(stem: str, budget: str) -> str:
-    """Results file of a budget: the README's main tables come from 'small'; the other budgets
-    write beside them (``<stem>_smoke.json``, ``<stem>_full.json``) and never overwrite them."""
-    return f"{stem}.json" if budget == "small" else f"{stem}_{budget}.json"
+def result_name(stem: str, budget: str, detail_stride: int | None = None) -> str:
+    """Results file of a budget: the README's main tables come from 'small' with the default model;
+    the other budgets write beside them (``<stem>_smoke.json``, ``<stem>_full.json``), and so does a
+    model with another logit stride (``<stem>_full_stride4.json``), never overwriting them."""
+    name = stem if budget == "small" else f"{stem}_{budget}"
+    return f"{name}.json" if detail_stride is None else f"{name}_stride{detail_stride}.json"
+
+
+def budget_settings(name: str, detail_stride: int | None = None) -> dict:
+    """A budget's settings, with the model's logit stride overridden when given (4 = LAVT's
+    stride-4 logits without the detail head: the paper's model, whose coarser pseudo-masks leave
+    refinement more boundary to correct)."""
+    budget = {**BUDGETS[name], "model": dict(BUDGETS[name]["model"])}
+    if detail_stride is not None:
+        budget["model"]["detail_stride"] = detail_stride
+    return budget
 
 
 def _mean(xs: list[float]) -> float:
@@ -134,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mlflow-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else <work>/mlflow.db")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--detail-stride", type=int, choices=(1, 2, 4), default=None,
+                    help="the model's logit stride (default: the budget's model, stride 2); 4 = LAVT's head")
     ap.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True,
                     help="refine each ratio's burn-in pseudo-labels offline and score them (pseudo_label_quality.json)")
     args = ap.parse_args(argv)
@@ -141,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from semires.train.supervised import train_supervised
 
     torch.set_num_threads(args.threads)
-    budget = BUDGETS[args.budget]
+    budget = budget_settings(args.budget, args.detail_stride)
     work = args.work / args.budget
     ratios = [float(r) for r in args.ratios.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -258,7 +272,7 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
            "machine": describe("cpu", args.threads) + " (shared machine)",
            "date": dt.date.today().isoformat(), "this_invocation_s": round(wall, 1),
            "train_s_total": round(sum(res["train_s"] for res in results.values()), 1)}
-    return io.write_json(args.out_dir / result_name("ablation_bench", args.budget), doc)
+    return io.write_json(args.out_dir / result_name("ablation_bench", args.budget, args.detail_stride), doc)
 
 
 def pseudo_quality(index, sp, burn: Path, out: Path, source, tracking) -> dict:
@@ -279,6 +293,7 @@ def pseudo_quality(index, sp, burn: Path, out: Path, source, tracking) -> dict:
 
 def write_quality(args, quality: dict[float, dict]) -> Path:
     """results/pseudo_label_quality.json: pseudo-label mIoU / oIoU against the truth, before and after."""
+    stride = budget_settings(args.budget, args.detail_stride)["model"].get("detail_stride", ModelConfig().detail_stride)
     rows = []
     for ratio, reports in sorted(quality.items()):
         for name, rep in reports.items():
@@ -295,7 +310,8 @@ def write_quality(args, quality: dict[float, dict]) -> Path:
                        "delta mIoU", "oIoU before", "oIoU after", "delta mIoU (matched)", "on target %",
                        "mIoU before (on target)", "delta mIoU (on target)"],
            "rows": rows, "raw": {f"{r:g}": reps for r, reps in quality.items()}, "budget": args.budget,
-           "notes": (f"Teacher: each ratio's burn-in (first seed, budget '{args.budget}') on every unlabeled train "
+           "notes": (f"Teacher: each ratio's burn-in (first seed, budget '{args.budget}', logit stride {stride}) on "
+                     "every unlabeled train "
                      "expression; IoU against the true mask at the prediction size. 'On target': pseudo-labels with IoU "
                      ">= 0.5 before refinement (the teacher found the referred object; the rest segment another "
                      "object or none, which no refinement can repair). Candidates: the embedded "
@@ -303,7 +319,7 @@ def write_quality(args, quality: dict[float, dict]) -> Path:
                      "pseudo-mask."),
            "machine": describe("cpu", args.threads),
            "date": dt.date.today().isoformat()}
-    return io.write_json(args.out_dir / result_name("pseudo_label_quality", args.budget), doc)
+    return io.write_json(args.out_dir / result_name("pseudo_label_quality", args.budget, args.detail_stride), doc)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,7 @@ def test_ablation_bench_semi_ratios_limit_the_semi_runs(tmp_path):
     assert not (tmp_path / "ablation_bench.json").exists()
     assert bench.result_name("ablation_bench", "small") == "ablation_bench.json"
     assert bench.result_name("pseudo_label_quality", "full") == "pseudo_label_quality_full.json"
+    assert bench.result_name("ablation_bench", "small", 4) == "ablation_bench_stride4.json"
+    assert bench.result_name("pseudo_label_quality", "full", 4) == "pseudo_label_quality_full_stride4.json"
+    assert bench.budget_settings("full", 4)["model"]["detail_stride"] == 4
+    assert "detail_stride" not in bench.BUDGETS["full"]["model"]   # the override copies, never edits the budget
