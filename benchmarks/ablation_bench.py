@@ -234,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _head(detail_stride: int) -> str:
+    return ("LAVT's stride-4 logits, no detail head" if detail_stride == 4
+            else f"stride-{detail_stride} detail head")
+
+
 def _summary(res: dict) -> str:
     return ", ".join(f"{s} {res['eval'][s]['mIoU']:.1f}/{res['eval'][s]['oIoU']:.1f}" for s in SPLITS)
 
@@ -266,7 +271,7 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
                      "(online refinement with the embedded candidate generator, not SAM). Mean over seeds where "
                      f"several ({seeds} at the smallest ratio). Kept model: EMA teacher by val oIoU. Scores on every "
                      "expression of each split. lavt_tiny (frozen MiniLM-L6 + conv backbone, "
-                     f"{model.fusion_heads} fusion heads, stride-{model.detail_stride} detail head); "
+                     f"{model.fusion_heads} fusion heads, {_head(model.detail_stride)}); "
                      "supervised loss CE + "
                      f"{BurnInConfig().dice_weight:g} x Dice, unsupervised CE (+PWA); autocast {cpu_amp()}."),
            "machine": describe("cpu", args.threads) + " (shared machine)",
