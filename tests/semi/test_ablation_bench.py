@@ -59,3 +59,11 @@ def test_ablation_bench_semi_ratios_limit_the_semi_runs(tmp_path):
     assert bench.result_name("pseudo_label_quality", "full", 4) == "pseudo_label_quality_full_stride4.json"
     assert bench.budget_settings("full", 4)["model"]["detail_stride"] == 4
     assert "detail_stride" not in bench.BUDGETS["full"]["model"]   # the override copies, never edits the budget
+    # another logit stride trains its own burn-in and writes beside, never over, the stride-2 table
+    assert bench.main(["--budget", "smoke", "--detail-stride", "4", "--ratios", "0.5", "--seeds", "0",
+                       "--variants", "supervised", "--no-quality", "--work", str(tmp_path / "work"),
+                       "--out-dir", str(tmp_path)]) == 0
+    s4 = json.loads((tmp_path / "ablation_bench_smoke_stride4.json").read_text())
+    assert "no detail head" in s4["notes"] and s4["budget_settings"]["model"]["detail_stride"] == 4
+    assert len(list((tmp_path / "work" / "smoke" / "runs" / "50pct_s0").glob("supervised-*"))) == 2
+    assert json.loads((tmp_path / "ablation_bench_smoke.json").read_text())["rows"] == doc["rows"]
