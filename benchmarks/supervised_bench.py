@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--full-epochs", type=int, default=FULL["epochs"],
                     help="epochs of the 100%% run (6 at 96 px fill about 9 of the 10 minutes with 2 threads)")
     ap.add_argument("--full-image-size", type=int, default=FULL["image_size"], help="input side of the 100%% run")
+    ap.add_argument("--full-batch", type=int, default=FULL["batch_size"], help="global batch of the 100%% run")
+    ap.add_argument("--full-lr", type=float, default=FULL["lr"], help="peak learning rate of the 100%% run")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "supervised_bench.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -93,7 +95,8 @@ def main() -> None:
     raw = [r for r in kept if r["ratio"] not in ratios]
     for ratio in ratios:
         name = ratio_name(ratio)
-        base = dict(FULL, epochs=args.full_epochs, image_size=args.full_image_size) if ratio >= 1.0 else SMALL
+        base = (dict(FULL, epochs=args.full_epochs, image_size=args.full_image_size, batch_size=args.full_batch,
+                     lr=args.full_lr) if ratio >= 1.0 else SMALL)
         cfg = BurnInConfig(**{**base, "batch_size": base["batch_size"] // args.nproc}, threads=args.threads)
         run = args.work / "runs" / name
         shutil.rmtree(run, ignore_errors=True)  # a finished run would be skipped, and its wall time lost
