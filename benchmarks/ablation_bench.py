@@ -18,6 +18,7 @@ Budgets (the JSON records which one produced the numbers):
 
     python benchmarks/ablation_bench.py --budget small [--ratios 0.01] [--seeds 0,1] [--variants mt,iom+pwa]
         [--semi-ratios 0.01] [--candidates DIR] [--work /tmp/semires_ablation] [--mlflow-uri URI]
+        [--detail-stride 4]   # LAVT's stride-4 logits instead of the default model's detail head
 
 Candidates: ``--candidates`` names a candidate store covering the train images; without it the
 embedded generator (``candidates`` section defaults) is run once into ``<work>/candidates``.
