@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             if seed == seeds[0] and args.quality:
                 pseudo_dir = work / "pseudo" / f"{tag}-{burn_key}-v{CANDIDATE_RUNS_VERSION}"
                 quality[ratio] = pseudo_quality(index, sp, burn, pseudo_dir, source, tracking)
-                write_quality(args, quality)
+                write_quality(args, quality, model_cfg)
             for v in variants:
                 if v in ("supervised", "full") or ratio not in semi_ratios:
                     continue
@@ -297,9 +297,8 @@ def pseudo_quality(index, sp, burn: Path, out: Path, source, tracking) -> dict:
     return reports
 
 
-def write_quality(args, quality: dict[float, dict]) -> Path:
+def write_quality(args, quality: dict[float, dict], model: ModelConfig) -> Path:
     """results/pseudo_label_quality.json: pseudo-label mIoU / oIoU against the truth, before and after."""
-    stride = budget_settings(args.budget, args.detail_stride)["model"].get("detail_stride", ModelConfig().detail_stride)
     rows = []
     for ratio, reports in sorted(quality.items()):
         for name, rep in reports.items():
@@ -316,7 +315,7 @@ def write_quality(args, quality: dict[float, dict]) -> Path:
                        "delta mIoU", "oIoU before", "oIoU after", "delta mIoU (matched)", "on target %",
                        "mIoU before (on target)", "delta mIoU (on target)"],
            "rows": rows, "raw": {f"{r:g}": reps for r, reps in quality.items()}, "budget": args.budget,
-           "notes": (f"Teacher: each ratio's burn-in (first seed, budget '{args.budget}', logit stride {stride}) on "
+           "notes": (f"Teacher: each ratio's burn-in (first seed, budget '{args.budget}', logit stride {model.detail_stride}) on "
                      "every unlabeled train "
                      "expression; IoU against the true mask at the prediction size. 'On target': pseudo-labels with IoU "
                      ">= 0.5 before refinement (the teacher found the referred object; the rest segment another "
