@@ -21,3 +21,21 @@ if [ -n "$_missing" ]; then
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+
+# gpu_text_encoder: sets TEXT=(--text-encoder DIR) when a half-precision MiniLM was carried in
+# .gpu_carry/minilm16 (the package's 88 MB of weights exceed what a call carries), widened back
+# to float32 into /tmp/minilm; TEXT=() otherwise (the scripts then use the installed package).
+gpu_text_encoder() {
+  TEXT=()
+  [ -f .gpu_carry/minilm16/model.safetensors ] || return 0
+  rm -rf /tmp/minilm && cp -r .gpu_carry/minilm16 /tmp/minilm
+  "$PY" - <<'PY'
+import torch
+from safetensors.torch import load_file, save_file
+
+sd = load_file("/tmp/minilm/model.safetensors")
+save_file({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, "/tmp/minilm/model.safetensors",
+          metadata={"format": "pt"})
+PY
+  TEXT=(--text-encoder /tmp/minilm)
+}

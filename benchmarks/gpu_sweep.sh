@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# benchmarks/gpu_sweep.py on one CUDA GPU: model variants at the CPU run's 6-epoch schedule, all at
+# once. Carry as for benchmarks/gpu_supervised.sh (wheels in .whl/, MiniLM in .gpu_carry/minilm16).
+#
+#   command: bash benchmarks/gpu_sweep.sh [extra gpu_sweep.py args]
+#   carry:   [".whl", ".gpu_carry"]
+# Writes $OUT/gpu_model_sweep.json and each variant's JSON and log (benchmarks/results/ without $OUT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-benchmarks/results}"
+mkdir -p "$OUT_DIR"
+source benchmarks/gpu_env.sh pydantic pycocotools
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+gpu_text_encoder
+nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv || true
+"$PY" benchmarks/gpu_sweep.py "${TEXT[@]}" --out "$OUT_DIR/gpu_model_sweep.json" "$@"
