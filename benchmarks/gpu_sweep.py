@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 # name -> (what it changes, gpu_supervised.py arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default": ("the CPU default (96 px, stride-2 detail head)", []),
+    "default_seed1": ("the CPU default, another seed (weights and batch order): the spread between runs",
+                      ["--seed", "1"]),
     "no_detail": ("LAVT's stride-4 logits, no detail head (1.3-1.5x cheaper step)", ["--model", "detail_stride=4"]),
     "no_detail_128": ("stride-4 logits at 128 px (more pixels per object, no detail head)",
                       ["--model", "detail_stride=4", "--sizes", "128"]),
@@ -38,6 +40,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                          ["--model", "channels=[24,32,64,128]", "--model", "depths=[2,2,2,1]"]),
     "decoder16": ("a 16-channel decoder (cheaper head)", ["--model", "decoder_channels=16"]),
     "heads8_lr6": ("8 fusion heads, lr 6e-3", ["--model", "fusion_heads=8", "--lr", "6e-3"]),
+    "text_lexical": ("word features from MiniLM's embedding layer (no context)", ["--model", "text_layers=[0]"]),
+    "text_lexical_last": ("mean of MiniLM's embedding layer and last layer", ["--model", "text_layers=[0,-1]"]),
+    "text_all_layers": ("mean of all 7 MiniLM hidden states", ["--model", "text_layers=[0,1,2,3,4,5,6]"]),
 }
 
 
@@ -86,30 +91,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(args, names: list[str], wall: float) -> Path:
-    """Gather the variants' JSONs (those that finished) into one table."""
-    rows, raw = [], {}
-    machine = None
+    """Gather the variants' JSONs (those that finished) into one table. Variants of earlier batches
+    already in ``args.out`` are kept (a rerun of a variant replaces its row), so a sweep can run in
+    several GPU calls and still make one table."""
+    old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    raw = dict(old.get("raw", {}))
+    machine = old.get("machine")
+    batch = {"variants": names, "wall_s": round(wall, 1)}
     for name in names:
         path = args.out.parent / f"sweep_{name}.json"
-        if not path.is_file():
-            continue
-        doc = json.loads(path.read_text())
-        machine = doc["machine"]
-        run = doc["raw"][0]
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            machine = doc["machine"]
+            raw[name] = {**doc["raw"][0], "batch": batch}
+    rows = []
+    for name in [v for v in VARIANTS if v in raw]:
+        run = raw[name]
         curve = [round(h["mIoU"], 1) for h in run["history"]]
         ev = run["eval"]
         rows.append([name, VARIANTS[name][0], run["image_size"], ", ".join(f"{c:.1f}" for c in curve),
                      round(ev["val"]["mIoU"], 1), round(ev["testA"]["mIoU"], 1), round(ev["testB"]["mIoU"], 1),
-                     round(run["train_s"] / 60, 1)])
-        raw[name] = run
+                     len(run["batch"]["variants"]), round(run["train_s"] / 60, 1)])
     doc = {"title": "Model variants at the CPU run's schedule, side by side on one GPU",
            "columns": ["variant", "change", "input px", f"val mIoU per epoch ({args.val_max} expressions)",
-                       "best val mIoU (all)", "testA mIoU", "testB mIoU", "GPU min (concurrent)"],
+                       "best val mIoU (all)", "testA mIoU", "testB mIoU", "runs at once", "GPU min"],
            "rows": rows, "raw": raw,
            "notes": (f"Each variant: lavt_tiny defaults except the change, {args.epochs} epochs, batch 32, lr 4e-3 "
-                     f"unless named, AdamW poly 0.9, CE + Dice, bf16 autocast, RefShapes '{args.preset}' 100% of train; "
-                     f"all {len(rows)} ran at once on one GPU ({wall / 60:.1f} min in all), so GPU minutes are "
-                     "not the variants' own cost. Final scores are the best epoch (val oIoU) on every expression."),
+                     f"unless named, seed 0 unless named, AdamW poly 0.9, CE + Dice, bf16 autocast, RefShapes "
+                     f"'{args.preset}' 100% of train. Variants ran in batches of concurrent processes on one GPU "
+                     "('runs at once'), so GPU minutes are not a variant's own cost. Final scores are the best "
+                     "epoch (val oIoU) on every expression."),
            "machine": machine or "none finished", "date": dt.date.today().isoformat()}
     args.out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return args.out

@@ -41,18 +41,26 @@ def _variant_doc(size: int, curve: list[float], evals: float) -> dict:
     return {"machine": "test GPU", "raw": [{"image_size": size, "history": history, "eval": ev, "train_s": 90.0}]}
 
 
-def test_write_gathers_finished_variants_in_the_asked_order(tmp_path):
+def test_write_gathers_finished_variants_and_keeps_earlier_batches(tmp_path):
     sweep = _load("gpu_sweep")
     (tmp_path / "sweep_wide.json").write_text(json.dumps(_variant_doc(96, [30.04, 41.26], 42.0)))
     (tmp_path / "sweep_default.json").write_text(json.dumps(_variant_doc(96, [35.0, 44.94], 45.56)))
     args = type("A", (), {"out": tmp_path / "gpu_model_sweep.json", "val_max": 1000, "epochs": 2,
                           "preset": "default"})()
     # 'no_detail' never finished (no JSON): it is left out, not reported as zeros
-    sweep.write(args, ["default", "no_detail", "wide"], 120.0)
+    sweep.write(args, ["wide", "no_detail", "default"], 120.0)
     doc = json.loads(args.out.read_text())
-    assert [r[0] for r in doc["rows"]] == ["default", "wide"]
-    assert doc["rows"][0][3] == "35.0, 44.9" and doc["rows"][0][4] == 45.6 and doc["rows"][0][7] == 1.5
-    assert doc["machine"] == "test GPU" and "all 2 ran at once" in doc["notes"]
+    assert [r[0] for r in doc["rows"]] == ["default", "wide"]   # the variants' table order
+    assert doc["rows"][0][3] == "35.0, 44.9" and doc["rows"][0][4] == 45.6 and doc["rows"][0][7:] == [3, 1.5]
+    assert doc["machine"] == "test GPU"
+    # a second batch adds its variants and replaces a rerun one; the first batch's stay
+    (tmp_path / "sweep_wide.json").unlink()
+    (tmp_path / "sweep_default.json").write_text(json.dumps(_variant_doc(96, [36.0, 47.0], 47.0)))
+    (tmp_path / "sweep_decoder16.json").write_text(json.dumps(_variant_doc(96, [33.0, 40.0], 40.0)))
+    sweep.write(args, ["default", "decoder16"], 60.0)
+    doc = json.loads(args.out.read_text())
+    assert [(r[0], r[4], r[7]) for r in doc["rows"]] == [("default", 47.0, 2), ("wide", 42.0, 3),
+                                                         ("decoder16", 40.0, 2)]
 
 
 @pytest.mark.slow
@@ -66,6 +74,6 @@ def test_sweep_runs_each_variant_with_its_change(tmp_path):
     doc = json.loads(out.read_text())
     assert [r[0] for r in doc["rows"]] == ["no_detail"]
     assert doc["raw"]["no_detail"]["model_overrides"] == {"detail_stride": 4}
-    run = next((tmp_path / "work" / "runs").glob("96px_e1_*detail_stride4"))
+    run = next((tmp_path / "work" / "runs").glob("96px_e1_*_s0_detail_stride4"))
     assert json.loads((run / "config.json").read_text())["model"]["detail_stride"] == 4
     assert "detail_stride=4" in json.loads((out.parent / "sweep_no_detail.json").read_text())["notes"]

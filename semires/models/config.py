@@ -24,6 +24,10 @@ class ModelConfig(Section):
     freeze_text: bool = Field(True, description="keep the text encoder's weights fixed (no gradient)")
     text_cache_size: int = Field(50_000, ge=0, description="sentences whose frozen features are cached "
                                  "(0 = no cache); only used while the text encoder is frozen")
+    text_layers: list[int] | None = Field(
+        None, description="hidden states of the text encoder averaged into the word features, by index "
+                          "(0 = the embedding layer's output, -1 = the last layer); None = the last layer "
+                          "alone, as LAVT")
     max_tokens: int = Field(20, ge=2, description="tokens per expression incl. [CLS]/[SEP] (LAVT: 20)")
     random_init: bool = Field(False, description="build text encoder / Swin from their configs with random "
                               "weights (speed benchmarks only; no weight files are read)")

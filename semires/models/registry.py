@@ -40,7 +40,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def _text(cfg: ModelConfig, default_config=None) -> TextEncoder:
     model = load_text_model(cfg.text_encoder, cfg.random_init, default_config)
-    return TextEncoder(model, frozen=cfg.freeze_text, cache_size=cfg.text_cache_size)
+    return TextEncoder(model, frozen=cfg.freeze_text, cache_size=cfg.text_cache_size, layers=cfg.text_layers)
 
 
 def _lavt(cfg: ModelConfig, text: TextEncoder, backbone: nn.Module, coords: bool) -> LAVT:

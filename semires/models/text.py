@@ -113,11 +113,19 @@ class TextEncoder(nn.Module):
 
     forward(input_ids (B, L) int64, attention_mask (B, L) int64 in {0, 1})
         -> (B, L, C) float word features (C = the encoder's hidden size, 384 for MiniLM-L6).
+
+    ``layers`` averages several hidden states instead of taking the last one (0 = the embedding
+    layer's output, which names a word the same in any sentence).
     """
 
-    def __init__(self, model: nn.Module, frozen: bool = True, cache_size: int = 0):
+    def __init__(self, model: nn.Module, frozen: bool = True, cache_size: int = 0,
+                 layers: Sequence[int] | None = None):
         super().__init__()
         self.model = model
+        n_states = int(model.config.num_hidden_layers) + 1
+        if layers is not None and (not layers or any(not -n_states <= i < n_states for i in layers)):
+            raise ValueError(f"text layers {list(layers)} must be hidden-state indices in [-{n_states}, {n_states - 1}]")
+        self.layers = None if layers is None else [int(i) for i in layers]
         self.frozen = frozen
         self.cache_size = cache_size if frozen else 0
         self.use_cache = self.cache_size > 0
@@ -142,7 +150,11 @@ class TextEncoder(nn.Module):
             # less work on short expressions.
             n = max(1, int(attention_mask.sum(dim=1).max()))
             input_ids, attention_mask = input_ids[:, :n], attention_mask[:, :n]
-        feats = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.layers is None:
+            feats = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        else:
+            states = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+            feats = torch.stack([states[i] for i in self.layers]).mean(dim=0)
         if feats.shape[1] < full:
             feats = torch.nn.functional.pad(feats, (0, 0, 0, full - feats.shape[1]))
         return feats

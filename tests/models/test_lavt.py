@@ -78,6 +78,21 @@ def test_text_cache_gives_the_same_logits_and_fills(tiny_text):
     assert torch.equal(cached, again)
 
 
+def test_text_layers_average_hidden_states(tiny_text):
+    """text_layers=[0] gives the embedding layer's output: a word's feature then ignores the rest of
+    the sentence; [0, -1] is the mean of that and the last layer."""
+    tok = load_tokenizer(tiny_text)
+    ids, mask = tokenize(tok, ["the red star", "the blue star"], 8)   # 'the' at the same position
+    last = _tiny(tiny_text, text_cache_size=0).text
+    lexical = _tiny(tiny_text, text_cache_size=0, text_layers=[0]).text
+    mixed = _tiny(tiny_text, text_cache_size=0, text_layers=[0, -1]).text
+    f_last, f_lex, f_mix = last(ids, mask), lexical(ids, mask), mixed(ids, mask)
+    assert torch.equal(f_lex[0, 1], f_lex[1, 1]) and not torch.equal(f_last[0, 1], f_last[1, 1])
+    torch.testing.assert_close(f_mix, (f_lex + f_last) / 2)
+    with pytest.raises(ValueError, match="hidden-state indices"):
+        _tiny(tiny_text, text_layers=[5])   # the tiny encoder has 1 layer: states 0 and 1
+
+
 def test_padding_words_are_ignored(tiny_text):
     """Changing the ids of padded positions must not change the prediction."""
     model = _tiny(tiny_text, text_cache_size=0).eval()
