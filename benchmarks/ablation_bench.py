@@ -105,21 +105,29 @@ def candidate_source(work: Path, index: RefIndex, given: Path | None):
     return CandidateStore(out, cache_size=CACHE)
 
 
-def result_name(stem: str, budget: str, detail_stride: int | None = None) -> str:
+def result_name(stem: str, budget: str, detail_stride: int | None = None, burn_epochs: int | None = None) -> str:
     """Results file of a budget: the README's main tables come from 'small' with the default model;
     the other budgets write beside them (``<stem>_smoke.json``, ``<stem>_full.json``), and so does a
-    model with another logit stride (``<stem>_full_stride4.json``), never overwriting them."""
+    model with another logit stride (``<stem>_full_stride4.json``) or a longer burn-in
+    (``<stem>_stride4_burn24.json``), never overwriting them."""
     name = stem if budget == "small" else f"{stem}_{budget}"
-    return f"{name}.json" if detail_stride is None else f"{name}_stride{detail_stride}.json"
+    if detail_stride is not None:
+        name += f"_stride{detail_stride}"
+    if burn_epochs is not None:
+        name += f"_burn{burn_epochs}"
+    return f"{name}.json"
 
 
-def budget_settings(name: str, detail_stride: int | None = None) -> dict:
+def budget_settings(name: str, detail_stride: int | None = None, burn_epochs: int | None = None) -> dict:
     """A budget's settings, with the model's logit stride overridden when given (4 = LAVT's
     stride-4 logits without the detail head: the paper's model, whose coarser pseudo-masks leave
-    refinement more boundary to correct)."""
-    budget = {**BUDGETS[name], "model": dict(BUDGETS[name]["model"])}
+    refinement more boundary to correct), and the burn-in's epochs (a stronger teacher: the
+    refinement lift grows with the share of pseudo-labels that land on the referred object)."""
+    budget = {**BUDGETS[name], "model": dict(BUDGETS[name]["model"]), "burn_in": dict(BUDGETS[name]["burn_in"])}
     if detail_stride is not None:
         budget["model"]["detail_stride"] = detail_stride
+    if burn_epochs is not None:
+        budget["burn_in"]["epochs"] = burn_epochs
     return budget
 
 
@@ -149,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--detail-stride", type=int, choices=(1, 2, 4), default=None,
                     help="the model's logit stride (default: the budget's model, stride 2); 4 = LAVT's head")
+    ap.add_argument("--burn-epochs", type=int, default=None,
+                    help="burn-in epochs (default: the budget's); a longer burn-in gives a stronger teacher")
     ap.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True,
                     help="refine each ratio's burn-in pseudo-labels offline and score them (pseudo_label_quality.json)")
     args = ap.parse_args(argv)
@@ -156,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from semires.train.supervised import train_supervised
 
     torch.set_num_threads(args.threads)
-    budget = budget_settings(args.budget, args.detail_stride)
+    budget = budget_settings(args.budget, args.detail_stride, args.burn_epochs)
     work = args.work / args.budget
     ratios = [float(r) for r in args.ratios.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -207,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             if seed == seeds[0] and args.quality:
                 pseudo_dir = work / "pseudo" / f"{tag}-{burn_key}-v{CANDIDATE_RUNS_VERSION}"
                 quality[ratio] = pseudo_quality(index, sp, burn, pseudo_dir, source, tracking)
-                write_quality(args, quality, model_cfg)
+                write_quality(args, quality, model_cfg, burn_cfg)
             for v in variants:
                 if v in ("supervised", "full") or ratio not in semi_ratios:
                     continue
@@ -278,7 +288,7 @@ def write(args, results: dict, ratios, seeds, variants, budget: dict, wall: floa
            "machine": describe("cpu", args.threads) + " (shared machine)",
            "date": dt.date.today().isoformat(), "this_invocation_s": round(wall, 1),
            "train_s_total": round(sum(res["train_s"] for res in results.values()), 1)}
-    return io.write_json(args.out_dir / result_name("ablation_bench", args.budget, args.detail_stride), doc)
+    return io.write_json(args.out_dir / result_name("ablation_bench", args.budget, args.detail_stride, args.burn_epochs), doc)
 
 
 def pseudo_quality(index, sp, burn: Path, out: Path, source, tracking) -> dict:
@@ -297,7 +307,7 @@ def pseudo_quality(index, sp, burn: Path, out: Path, source, tracking) -> dict:
     return reports
 
 
-def write_quality(args, quality: dict[float, dict], model: ModelConfig) -> Path:
+def write_quality(args, quality: dict[float, dict], model: ModelConfig, burn: BurnInConfig) -> Path:
     """results/pseudo_label_quality.json: pseudo-label mIoU / oIoU against the truth, before and after."""
     rows = []
     for ratio, reports in sorted(quality.items()):
@@ -315,8 +325,8 @@ def write_quality(args, quality: dict[float, dict], model: ModelConfig) -> Path:
                        "delta mIoU", "oIoU before", "oIoU after", "delta mIoU (matched)", "on target %",
                        "mIoU before (on target)", "delta mIoU (on target)"],
            "rows": rows, "raw": {f"{r:g}": reps for r, reps in quality.items()}, "budget": args.budget,
-           "notes": (f"Teacher: each ratio's burn-in (first seed, budget '{args.budget}', logit stride {model.detail_stride}) on "
-                     "every unlabeled train "
+           "notes": (f"Teacher: each ratio's burn-in (first seed, budget '{args.budget}', logit stride {model.detail_stride}, "
+                     f"{burn.epochs} epochs x {burn.steps_per_epoch} steps of batch {burn.batch_size}) on every unlabeled train "
                      "expression; IoU against the true mask at the prediction size. 'On target': pseudo-labels with IoU "
                      ">= 0.5 before refinement (the teacher found the referred object; the rest segment another "
                      "object or none, which no refinement can repair). Candidates: the embedded "
@@ -324,7 +334,7 @@ def write_quality(args, quality: dict[float, dict], model: ModelConfig) -> Path:
                      "pseudo-mask."),
            "machine": describe("cpu", args.threads),
            "date": dt.date.today().isoformat()}
-    return io.write_json(args.out_dir / result_name("pseudo_label_quality", args.budget, args.detail_stride), doc)
+    return io.write_json(args.out_dir / result_name("pseudo_label_quality", args.budget, args.detail_stride, args.burn_epochs), doc)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ def test_ablation_bench_semi_ratios_limit_the_semi_runs(tmp_path):
     assert bench.result_name("pseudo_label_quality", "full", 4) == "pseudo_label_quality_full_stride4.json"
     assert bench.budget_settings("full", 4)["model"]["detail_stride"] == 4
     assert "detail_stride" not in bench.BUDGETS["full"]["model"]   # the override copies, never edits the budget
+    assert bench.result_name("pseudo_label_quality", "small", 4, 18) == "pseudo_label_quality_stride4_burn18.json"
+    longer = bench.budget_settings("small", 4, 18)
+    assert longer["burn_in"]["epochs"] == 18 and bench.BUDGETS["small"]["burn_in"]["epochs"] == 6
     # another logit stride trains its own burn-in and writes beside, never over, the stride-2 table
     assert bench.main(["--budget", "smoke", "--detail-stride", "4", "--ratios", "0.5", "--seeds", "0",
                        "--variants", "supervised", "--no-quality", "--work", str(tmp_path / "work"),
