@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from semires import io
+from semires.config import parse_overrides
 from semires.data.index import RefIndex
 from semires.data.synthetic import META, prepare
 from semires.eval.evaluate import evaluate_checkpoint
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     refer, index_path = prepare(args.work, args.preset)
     gen_s = time.perf_counter() - t0
     index = RefIndex.load(index_path)
-    overrides = parse_overrides(args.model)
+    overrides = parse_overrides(ModelConfig, args.model)
     model_cfg = ModelConfig(**{"text_encoder": args.text_encoder, **overrides})
     tracking = TrackingConfig(enabled=importlib.util.find_spec("mlflow") is not None, experiment="semires-gpu",
                               log_model=False)
@@ -88,21 +89,6 @@ def main(argv: list[str] | None = None) -> int:
                     "history": metrics["history"], "eval": evals, "train_s": round(train_s, 1)})
         _write(args, rows, raw, index, refer, gen_s)
     return 0
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["channels=[24,48]", "fusion_heads=8"]`` -> ``{"channels": [24, 48], "fusion_heads": 8}``; each key
-    must be a ModelConfig field (ModelConfig then validates the values)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in ModelConfig.model_fields:
-            raise SystemExit(f"--model {item!r}: expected KEY=VALUE with KEY one of {sorted(ModelConfig.model_fields)}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def _write(args, rows, raw, index: RefIndex, refer: Path, gen_s: float) -> None:

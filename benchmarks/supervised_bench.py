@@ -8,6 +8,7 @@ Wall time includes everything the stage does (model build, sentence encoding, tr
 per-epoch validation, checkpoints), not the dataset generation.
 
     python benchmarks/supervised_bench.py [--ratios 1.0,0.1,0.05,0.01] [--threads 2] [--nproc 2] [--full-epochs 3]
+        [--model KEY=VALUE ...]   # model overrides, VALUE as JSON: --model 'text_layers=[0,-1]'
 
 On the 2-core machine one process with two torch threads trains 1.3-1.6x as fast as one thread
 (batch 32, 64 px); ``--nproc 2`` (DDP over two one-thread CPU processes, torchrun + gloo, the
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 from semires import io
+from semires.config import parse_overrides
 from semires.data.index import RefIndex
 from semires.data.splits import make_splits, ratio_name
 from semires.data.synthetic import prepare
@@ -38,7 +40,6 @@ from semires.tracking import TrackingConfig
 from semires.train.config import BurnInConfig
 from semires.train.supervised import resolve_labeled, train_supervised
 
-MODEL = ModelConfig()  # the CPU default (4 fusion heads, stride-2 detail head)
 # 900 steps for 1% / 5% / 10% (the burn_in defaults otherwise: CE + Dice); bf16 autocast where the
 # CPU computes bf16 natively (1.3x the steps per second here, same val mIoU per epoch)
 SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64, "lr": 2e-3, "warmup_steps": 50,
@@ -50,7 +51,7 @@ SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64
 FULL = dict(SMALL, epochs=6, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=96)
 
 
-def train_ddp(index_path: Path, labeled, run: Path, cfg: BurnInConfig, nproc: int) -> dict:
+def train_ddp(index_path: Path, labeled, run: Path, model: ModelConfig, cfg: BurnInConfig, nproc: int) -> dict:
     """The same training through ``torchrun -m semires train supervised`` with ``nproc`` gloo processes."""
     import subprocess
     import sys
@@ -59,7 +60,7 @@ def train_ddp(index_path: Path, labeled, run: Path, cfg: BurnInConfig, nproc: in
 
     run.parent.mkdir(parents=True, exist_ok=True)
     params = run.parent / f"{run.name}.params.yaml"
-    params.write_text(yaml.safe_dump({"model": MODEL.model_dump(mode="json"), "burn_in": cfg.model_dump(mode="json"),
+    params.write_text(yaml.safe_dump({"model": model.model_dump(mode="json"), "burn_in": cfg.model_dump(mode="json"),
                                       "mlflow": {"enabled": False}}))
     arg = "all"
     if labeled is not None:
@@ -84,8 +85,11 @@ def main() -> None:
     ap.add_argument("--full-image-size", type=int, default=FULL["image_size"], help="input side of the 100%% run")
     ap.add_argument("--full-batch", type=int, default=FULL["batch_size"], help="global batch of the 100%% run")
     ap.add_argument("--full-lr", type=float, default=FULL["lr"], help="peak learning rate of the 100%% run")
+    ap.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                    help="a ModelConfig field to override, VALUE parsed as JSON (repeatable)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "supervised_bench.json")
     args = ap.parse_args()
+    model = ModelConfig(**parse_overrides(ModelConfig, args.model))  # the CPU default unless overridden
     torch.set_num_threads(args.threads)
     ratios = [float(r) for r in args.ratios.split(",")]
     _, index_path = prepare(args.work)  # (re)drawn when the generator changed since the last run
@@ -104,19 +108,20 @@ def main() -> None:
         load0 = load_averages()
         t0 = time.perf_counter()
         if args.nproc == 1:
-            res = train_supervised(index, labeled, run, MODEL, cfg, TrackingConfig(enabled=False), progress=True)
+            res = train_supervised(index, labeled, run, model, cfg, TrackingConfig(enabled=False), progress=True)
         else:
-            res = train_ddp(index_path, None if ratio >= 1.0 else labeled, run, cfg, args.nproc)
+            res = train_ddp(index_path, None if ratio >= 1.0 else labeled, run, model, cfg, args.nproc)
         wall = time.perf_counter() - t0
         ev = evaluate_checkpoint(index_path, run / "best.safetensors", run / "eval", progress=True)["splits"]
         raw.append({"ratio": ratio, "labeled_images": len(labeled), "train_expressions": res["train_expressions"],
                     "steps": res["steps"], "best_epoch": res["best_epoch"], "val_during_training": res["best"],
                     "eval": ev, "history": res["history"], "wall_s": round(wall, 1), "nproc": args.nproc,
                     "threads": args.threads, "load": f"{load0} -> {load_averages()}",
-                    "train_images_per_s": res["train_images_per_s"], "config": cfg.model_dump(mode="json")})
+                    "train_images_per_s": res["train_images_per_s"], "config": cfg.model_dump(mode="json"),
+                    "model": model.model_dump(mode="json")})
         raw.sort(key=lambda r: -r["ratio"])
         print(_row(raw[[r["ratio"] for r in raw].index(ratio)]), flush=True)
-        io.write_json(args.out, _doc(raw))
+        io.write_json(args.out, _doc(raw, model))
     print(f"wrote {args.out}")
 
 
@@ -130,7 +135,7 @@ def _row(r: dict) -> list:
             round(r["wall_s"] / 60, 1)]
 
 
-def _doc(raw: list[dict]) -> dict:
+def _doc(raw: list[dict], model: ModelConfig) -> dict:
     full = next((r for r in raw if r["ratio"] >= 1.0), None)
     verdict = "" if full is None else (
         f"Target (>= 70 val mIoU within 10 min): {'met' if full['eval']['val']['mIoU'] >= 70 and full['wall_s'] <= 600 else 'NOT met'}"
@@ -140,8 +145,8 @@ def _doc(raw: list[dict]) -> dict:
         "columns": ["labeled", "images", "expressions", "input px", "steps", "epochs", "processes x threads", "val mIoU",
                     "val oIoU", "val prec@0.5", "testA mIoU", "testB mIoU", "wall (min)"],
         "rows": [_row(r) for r in raw], "raw": raw,
-        "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, {MODEL.fusion_heads} fusion heads, "
-                  f"stride-{MODEL.detail_stride} detail head), input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
+        "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, {model.fusion_heads} fusion heads, "
+                  f"stride-{model.detail_stride} detail head{_text_layers(raw)}), input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
                   f"{BurnInConfig().dice_weight:g} x Dice, autocast {SMALL['amp']}; global batch and lr per run: "
                   + "; ".join(f"{100 * r['ratio']:g}%: batch {r['config']['batch_size'] * r.get('nproc', 1)}, lr "
                               f"{r['config']['lr']}" for r in raw) + ". "
@@ -152,6 +157,15 @@ def _doc(raw: list[dict]) -> dict:
                   + "; ".join(f"{100 * r['ratio']:g}%: {r.get('load', 'n/a')}" for r in raw) + "."),
         "machine": describe("cpu", max((r.get("threads", 1) for r in raw), default=1)),
         "date": dt.date.today().isoformat()}
+
+
+def _text_layers(raw: list[dict]) -> str:
+    """Which rows took their word features from other text-encoder layers than the last."""
+    rows = [f"{100 * r['ratio']:g}%" for r in raw if (r.get("model") or {}).get("text_layers") is not None]
+    if not rows:
+        return ""
+    layers = next(r["model"]["text_layers"] for r in raw if (r.get("model") or {}).get("text_layers") is not None)
+    return f"; word features: mean of MiniLM hidden states {layers} in {', '.join(rows)}, the last layer otherwise"
 
 
 if __name__ == "__main__":

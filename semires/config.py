@@ -7,6 +7,7 @@ to a default. Stages read only their own section (DVC lists params per key).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -86,6 +87,23 @@ def section(params: Params, name: str, model: type[BaseModel]) -> BaseModel:
         return model.model_validate(raw or {})
     except ValidationError as exc:
         raise SemiresError(f"section '{name}': {_one_line(exc)}", None, "see params.yaml") from exc
+
+
+def parse_overrides(section: type[BaseModel], items: list[str]) -> dict:
+    """``KEY=VALUE`` command-line overrides of a section's fields, VALUE parsed as JSON when it is JSON
+    (else kept as a string): ``["channels=[24,48]", "fusion_heads=8"]`` -> ``{"channels": [24, 48],
+    "fusion_heads": 8}``. An unknown key is an error; the section model then validates the values."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in section.model_fields:
+            raise SemiresError(f"override {item!r}: expected KEY=VALUE with KEY a field of {section.__name__}",
+                               fix=f"fields: {', '.join(sorted(section.model_fields))}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _one_line(exc: ValidationError) -> str:

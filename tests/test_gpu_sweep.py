@@ -1,5 +1,5 @@
-"""benchmarks/gpu_sweep.py and gpu_supervised.py's model overrides: variants run as their own processes
-with the named model change, and their curves are gathered into one table (CPU dry run)."""
+"""benchmarks/gpu_sweep.py and the benchmarks' ``--model KEY=VALUE`` overrides: variants run as their own
+processes with the named model change, and their curves are gathered into one table (CPU dry run)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ def _load(name: str):
 
 
 def test_model_overrides_parse_json_values_and_refuse_unknown_fields():
-    sup = _load("gpu_supervised")
-    assert sup.parse_overrides(["channels=[24,48,96,192]", "fusion_heads=8", "detail_stride=4"]) == {
-        "channels": [24, 48, 96, 192], "fusion_heads": 8, "detail_stride": 4}
-    assert sup.parse_overrides(["name=lavt_tiny"]) == {"name": "lavt_tiny"}  # not JSON: kept as a string
+    from semires.config import parse_overrides
+    from semires.errors import SemiresError
+    from semires.models import ModelConfig
+
+    assert parse_overrides(ModelConfig, ["channels=[24,48,96,192]", "fusion_heads=8", "text_layers=[0,-1]"]) == {
+        "channels": [24, 48, 96, 192], "fusion_heads": 8, "text_layers": [0, -1]}
+    assert parse_overrides(ModelConfig, ["name=lavt_tiny"]) == {"name": "lavt_tiny"}  # not JSON: kept as a string
     for bad in (["chanels=[1]"], ["fusion_heads"]):
-        with pytest.raises(SystemExit, match="KEY=VALUE"):
-            sup.parse_overrides(bad)
+        with pytest.raises(SemiresError, match="KEY=VALUE with KEY a field of ModelConfig"):
+            parse_overrides(ModelConfig, bad)
 
 
 def test_unknown_variant_is_refused(capsys):
