@@ -17,8 +17,6 @@
 #   GPU_CANDIDATES_SMOKE=1 bash benchmarks/gpu_candidates.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR="${OUT:-benchmarks/results}"
-mkdir -p "$OUT_DIR"
 source benchmarks/gpu_env.sh segment_anything pycocotools pydantic
 if [ "${GPU_CANDIDATES_SMOKE:-0}" = "1" ]; then
   ARGS=(--device cpu --quick)

@@ -4,8 +4,8 @@
 # The GPU image has torch / transformers / scikit-image but not semires' pure-Python dependencies.
 # When one of the named modules does not import, the wheels carried in .whl/ (git-ignored; how to
 # fetch them: benchmarks/gpu_train.sh) are installed into /tmp/site; with no wheels there it stops
-# with exit status 2. Sets PY (python3, else python) and puts the repository and /tmp/site on
-# PYTHONPATH.
+# with exit status 2. Sets PY (python3, else python) and OUT_DIR (created), puts the repository and
+# /tmp/site on PYTHONPATH, and keeps transformers offline.
 PY=python3
 command -v "$PY" >/dev/null || PY=python
 _missing=""
@@ -21,6 +21,11 @@ if [ -n "$_missing" ]; then
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+# never reach for the Hugging Face hub: every model loads from a local folder
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# results go to $OUT on the device machine (they come back from there), else benchmarks/results
+OUT_DIR="${OUT:-benchmarks/results}"
+mkdir -p "$OUT_DIR"
 
 # gpu_text_encoder: sets TEXT=(--text-encoder DIR) when a half-precision MiniLM was carried in
 # .gpu_carry/minilm16 (the package's 88 MB of weights exceed what a call carries), widened back

@@ -16,9 +16,6 @@
 # Writes $OUT/gpu_supervised.json (benchmarks/results/ without $OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR="${OUT:-benchmarks/results}"
-mkdir -p "$OUT_DIR"
 source benchmarks/gpu_env.sh pydantic pycocotools
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 gpu_text_encoder
 "$PY" benchmarks/gpu_supervised.py "${TEXT[@]}" --out "$OUT_DIR/gpu_supervised.json" "$@"

@@ -7,10 +7,7 @@
 # Writes $OUT/gpu_model_sweep.json and each variant's JSON and log (benchmarks/results/ without $OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR="${OUT:-benchmarks/results}"
-mkdir -p "$OUT_DIR"
 source benchmarks/gpu_env.sh pydantic pycocotools
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 gpu_text_encoder
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv || true
 "$PY" benchmarks/gpu_sweep.py "${TEXT[@]}" --out "$OUT_DIR/gpu_model_sweep.json" "$@"

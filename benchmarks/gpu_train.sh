@@ -19,8 +19,6 @@
 # They are installed into /tmp/site when pydantic is missing. CPU dry run: GPU_TRAIN_SMOKE=1 bash benchmarks/gpu_train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR="${OUT:-benchmarks/results}"
-mkdir -p "$OUT_DIR"
 source benchmarks/gpu_env.sh pydantic
 timeout 170 "$PY" - "$OUT_DIR" <<'PY'
 import datetime as dt
