@@ -35,12 +35,15 @@ class AtomCandidates:
         area: (K,) int64 pixel count of every candidate.
         pairs: (2, P) int32, the (atom, candidate) index pairs of ``member`` (int32: half the memory traffic of
             the gathers that use them every step).
+        bits: (U, ceil(K / 8)) uint8, ``member`` packed 8 candidates to a byte (``np.packbits`` order), so
+            "does atom u hold any selected candidate" is one AND over a few bytes per atom.
     """
 
     code: torch.Tensor
     member: torch.Tensor
     area: torch.Tensor
     pairs: torch.Tensor
+    bits: torch.Tensor
 
     @classmethod
     def from_masks(cls, masks: torch.Tensor | np.ndarray) -> AtomCandidates:
@@ -51,15 +54,18 @@ class AtomCandidates:
         k, h, w = m.shape
         if k == 0:
             return cls(torch.zeros(h, w, dtype=torch.int32), torch.zeros(1, 0, dtype=torch.bool),
-                       torch.zeros(0, dtype=torch.int64), torch.zeros(2, 0, dtype=torch.int32))
+                       torch.zeros(0, dtype=torch.int64), torch.zeros(2, 0, dtype=torch.int32),
+                       torch.zeros(1, 0, dtype=torch.uint8))
         rows = np.ascontiguousarray(np.packbits(m.reshape(k, -1), axis=0).T)  # (HW, ceil(K/8)) membership bits
         keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()
         uniq, inverse = np.unique(keys, return_inverse=True)
-        member = np.unpackbits(uniq.view(np.uint8).reshape(len(uniq), rows.shape[1]), axis=1, count=k).astype(bool)
+        bits = np.ascontiguousarray(uniq.view(np.uint8).reshape(len(uniq), rows.shape[1]))
+        member = np.unpackbits(bits, axis=1, count=k).astype(bool)
         sizes = np.bincount(inverse.ravel(), minlength=len(uniq)).astype(np.int64)
         area = member.T.astype(np.int64) @ sizes
         return cls(torch.from_numpy(2 * inverse.reshape(h, w).astype(np.int32)), torch.from_numpy(member),
-                   torch.from_numpy(area), torch.from_numpy(np.stack(np.nonzero(member)).astype(np.int32)))
+                   torch.from_numpy(area), torch.from_numpy(np.stack(np.nonzero(member)).astype(np.int32)),
+                   torch.from_numpy(bits))
 
     @property
     def atom(self) -> torch.Tensor:
@@ -79,7 +85,8 @@ class AtomCandidates:
         dev = torch.device(device)
         if self.code.device == dev:
             return self
-        return AtomCandidates(self.code.to(dev), self.member.to(dev), self.area.to(dev), self.pairs.to(dev))
+        return AtomCandidates(self.code.to(dev), self.member.to(dev), self.area.to(dev), self.pairs.to(dev),
+                              self.bits.to(dev))
 
     def masks(self) -> torch.Tensor:
         """The (K, H, W) bool candidate stack back (``member[atom]``, moved to the front)."""
@@ -141,8 +148,7 @@ class AtomBatch:
         """``(|M_n and P_owner(n)|, |M_n|, |P_b|)`` as int64 (N,), (N,), (B,); ``pseudo`` is (B, H, W) bool."""
         inter, parea = [], []
         for a, p in zip(self.items, pseudo):
-            # one integer histogram over (atom, in P) bins gives |u and P| for every atom u
-            hist = torch.bincount((a.code + p).flatten(), minlength=2 * a.num_atoms)[1::2]
+            hist = _atoms_in(a, p)                       # |u and P| for every atom u, (U,) int64
             counts = torch.zeros(a.num_candidates, dtype=torch.int64, device=hist.device)
             inter.append(counts.index_add_(0, a.pairs[1], hist.index_select(0, a.pairs[0])))
             parea.append(hist.sum())
@@ -151,15 +157,26 @@ class AtomBatch:
     def union(self, selected: torch.Tensor) -> torch.Tensor:
         """(B, H, W) bool: per sample, the union of its candidates with ``selected`` (N,) True."""
         h, w = self.size
-        out = torch.zeros(self.batch_size, h * w, dtype=torch.bool, device=self.device)
-        sel = selected.to(torch.int32)
+        out = torch.empty(self.batch_size, h * w, dtype=torch.bool, device=self.device)
+        sel = selected.cpu().numpy()
         for b, a in enumerate(self.items):
-            mine = sel[self.cand_start[b]:self.cand_start[b + 1]]
-            hits = torch.zeros(a.num_atoms, dtype=torch.int32, device=out.device)
-            hits.index_add_(0, a.pairs[0], mine.index_select(0, a.pairs[1]))
-            table = (hits > 0).repeat_interleave(2)  # indexed by code = 2 * atom
+            # an atom is in the union when its membership bits share a bit with the selection's
+            mine = torch.from_numpy(np.packbits(sel[self.cand_start[b]:self.cand_start[b + 1]])).to(out.device)
+            hits = (a.bits & mine).any(dim=1).bool()  # any() of uint8 is uint8
+            table = hits.repeat_interleave(2)  # indexed by code = 2 * atom
             torch.index_select(table, 0, a.code.flatten(), out=out[b])
         return out.view(self.batch_size, h, w)
+
+
+def _atoms_in(a: AtomCandidates, p: torch.Tensor) -> torch.Tensor:
+    """(U,) int64: how many pixels of each atom of ``a`` lie in the (H, W) bool mask ``p``."""
+    if a.code.device.type == "cpu":
+        # count only the pixels inside P (a few percent of the image): NumPy's bincount over them
+        # is several times faster than torch's over the whole (atom, in P) code map
+        codes = a.code.numpy().ravel()[p.numpy().ravel()]
+        return torch.from_numpy(np.bincount(codes >> 1, minlength=a.num_atoms).astype(np.int64, copy=False))
+    # one integer histogram over (atom, in P) bins gives |u and P| for every atom u
+    return torch.bincount((a.code + p).flatten(), minlength=2 * a.num_atoms)[1::2]
 
 
 def pack_for_device(items: Sequence[AtomCandidates], device: torch.device | str | None = None):

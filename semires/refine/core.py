@@ -156,16 +156,21 @@ def cpi(pseudo: torch.Tensor, cands: Candidates, cover_thresh: float = 0.7, insi
     return Match(label=label, matched=matched, score=torch.where(matched, union_iou, best), parts=parts)
 
 
-def pwa_weight(prob: torch.Tensor, offset: float = 1.3, mu: float = 0.5, var: float = 0.1) -> torch.Tensor:
+def pwa_weight(prob: torch.Tensor, offset: float = 1.3, mu: float = 0.5, var: float = 0.1,
+               out: torch.Tensor | None = None) -> torch.Tensor:
     """Pixel-Wise Adjustment weights ``offset - N(prob; mu, var)``, same shape as ``prob``, float32.
 
     ``var`` is a variance. float32 throughout: CPU and CUDA (and vectorised vs scalar ``exp``
     kernels) agree to about 1e-7, not always to the last bit. With the defaults: w(0.5) ~ 0.038, w(0) = w(1) ~ 0.94.
+    ``out`` (float32, ``prob``'s shape) receives the weights; computed in place there, so a batch's
+    weight map is filled with no temporary (refinement is bound by memory traffic on the CPU).
     """
     if var <= 0:
         raise ValueError(f"pwa variance must be > 0, got {var}")
-    p = prob.float()
-    return offset - torch.exp((p - mu).square_().mul_(-1.0 / (2 * var))).mul_(1.0 / math.sqrt(2 * math.pi * var))
+    w = torch.empty(prob.shape, dtype=torch.float32, device=prob.device) if out is None else out
+    w.copy_(prob)
+    # offset - exp(-(p - mu)^2 / 2var) / sqrt(2 pi var), in place; bit-equal to that expression
+    return w.sub_(mu).square_().mul_(-1.0 / (2 * var)).exp_().mul_(-1.0 / math.sqrt(2 * math.pi * var)).add_(offset)
 
 
 def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: Candidates | None,
@@ -195,10 +200,13 @@ def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: Candidates | None,
         m = iom(pseudo, cands, cfg.iom_iou_thresh)
     else:
         m = cpi(pseudo, cands, cfg.cpi_cover_thresh, cfg.cpi_inside_thresh)
-    weight = torch.ones(pseudo.shape, dtype=torch.float32, device=pseudo.device)
-    unmatched = ~m.matched
-    if cfg.pwa and bool(unmatched.any()):
-        weight[unmatched] = pwa_weight(prob[unmatched], cfg.pwa_offset, cfg.pwa_mu, cfg.pwa_var)
+    weight = torch.empty(pseudo.shape, dtype=torch.float32, device=pseudo.device)
+    pwa = (~m.matched).tolist() if cfg.pwa else [False] * b
+    for i, adjust in enumerate(pwa):  # per sample, written in place: no (B, H, W) temporaries
+        if adjust:
+            pwa_weight(prob[i], cfg.pwa_offset, cfg.pwa_mu, cfg.pwa_var, out=weight[i])
+        else:
+            weight[i].fill_(1.0)
     return RefineResult(label=m.label, matched=m.matched, score=m.score, parts=m.parts, weight=weight,
                         strategy=cfg.strategy)
 

@@ -268,6 +268,21 @@ def test_atoms_round_trip_and_count_like_the_dense_stack():
         AtomBatch.from_list([a, AtomCandidates.from_masks(torch.zeros(1, 4, 4, dtype=torch.bool))])
 
 
+@pytest.mark.parametrize("picked", [0, 1, 7, 8, 9, 40])
+def test_atom_union_equals_the_dense_union_for_any_number_picked(picked):
+    """union() tests packed membership bytes against the packed selection: any count of picked
+    candidates, across byte boundaries, gives the dense union."""
+    rng = np.random.default_rng(picked)
+    stacks = [torch.from_numpy(rng.random((40, 12, 10)) < 0.2), torch.from_numpy(rng.random((3, 12, 10)) < 0.5)]
+    sel = torch.zeros(43, dtype=torch.bool)
+    sel[torch.from_numpy(rng.permutation(40)[:picked])] = True
+    sel[41] = True
+    atoms = AtomBatch.from_list([AtomCandidates.from_masks(m) for m in stacks])
+    want = CandidateBatch.from_list(stacks).union(sel)
+    assert torch.equal(atoms.union(sel), want)
+    assert torch.equal(want[0], stacks[0][sel[:40]].any(dim=0))
+
+
 def test_dense_union_of_more_than_255_candidates_per_sample():
     # byte lanes count covering candidates: more than 255 per sample are added in rounds, never overflow
     rng = np.random.default_rng(5)
