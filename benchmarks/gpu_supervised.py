@@ -98,7 +98,7 @@ def _write(args, rows, raw, index: RefIndex, refer: Path, gen_s: float) -> None:
                        "train (min)"],
            "rows": rows, "raw": raw,
            "notes": (f"lavt_tiny defaults{_overrides_text(raw)}, batch {args.batch}, lr {args.lr:g}, AdamW poly 0.9, CE + Dice, bf16 "
-                     "autocast; val mIoU per epoch on 1,000 val expressions (in raw.history), final scores of the "
+                     f"autocast; val mIoU per epoch on {args.val_max:,} val expressions (in raw.history), final scores of the "
                      f"best epoch on every expression. RefShapes '{args.preset}' drawn there by the same generator "
                      f"(checksum {io.read_json(refer / META)['checksum'][:12]}, "
                      f"{len(index.image_ids('train'))} train images, {gen_s:.0f} s)"),

@@ -8,7 +8,7 @@ Wall time includes everything the stage does (model build, sentence encoding, tr
 per-epoch validation, checkpoints), not the dataset generation.
 
     python benchmarks/supervised_bench.py [--ratios 1.0,0.1,0.05,0.01] [--threads 2] [--nproc 2] [--full-epochs 3]
-        [--model KEY=VALUE ...]   # model overrides, VALUE as JSON: --model 'text_layers=[0,-1]'
+        [--seed 1] [--model KEY=VALUE ...]   # model overrides, VALUE as JSON: --model 'text_layers=[0,-1]'
 
 On the 2-core machine one process with two torch threads trains 1.3-1.6x as fast as one thread
 (batch 32, 64 px); ``--nproc 2`` (DDP over two one-thread CPU processes, torchrun + gloo, the
@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--full-image-size", type=int, default=FULL["image_size"], help="input side of the 100%% run")
     ap.add_argument("--full-batch", type=int, default=FULL["batch_size"], help="global batch of the 100%% run")
     ap.add_argument("--full-lr", type=float, default=FULL["lr"], help="peak learning rate of the 100%% run")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="initial weights and batch order (the labeled splits stay those of seed 0)")
     ap.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                     help="a ModelConfig field to override, VALUE parsed as JSON (repeatable)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "supervised_bench.json")
@@ -101,7 +103,8 @@ def main() -> None:
         name = ratio_name(ratio)
         base = (dict(FULL, epochs=args.full_epochs, image_size=args.full_image_size, batch_size=args.full_batch,
                      lr=args.full_lr) if ratio >= 1.0 else SMALL)
-        cfg = BurnInConfig(**{**base, "batch_size": base["batch_size"] // args.nproc}, threads=args.threads)
+        cfg = BurnInConfig(**{**base, "batch_size": base["batch_size"] // args.nproc}, threads=args.threads,
+                           seed=args.seed)
         run = args.work / "runs" / name
         shutil.rmtree(run, ignore_errors=True)  # a finished run would be skipped, and its wall time lost
         labeled = resolve_labeled(splits[ratio])
@@ -146,7 +149,7 @@ def _doc(raw: list[dict], model: ModelConfig) -> dict:
                     "val oIoU", "val prec@0.5", "testA mIoU", "testB mIoU", "wall (min)"],
         "rows": [_row(r) for r in raw], "raw": raw,
         "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, {model.fusion_heads} fusion heads, "
-                  f"stride-{model.detail_stride} detail head{_text_layers(raw)}), input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
+                  f"stride-{model.detail_stride} detail head{_text_layers(raw)}{_seeds(raw)}), input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
                   f"{BurnInConfig().dice_weight:g} x Dice, autocast {SMALL['amp']}; global batch and lr per run: "
                   + "; ".join(f"{100 * r['ratio']:g}%: batch {r['config']['batch_size'] * r.get('nproc', 1)}, lr "
                               f"{r['config']['lr']}" for r in raw) + ". "
@@ -157,6 +160,12 @@ def _doc(raw: list[dict], model: ModelConfig) -> dict:
                   + "; ".join(f"{100 * r['ratio']:g}%: {r.get('load', 'n/a')}" for r in raw) + "."),
         "machine": describe("cpu", max((r.get("threads", 1) for r in raw), default=1)),
         "date": dt.date.today().isoformat()}
+
+
+def _seeds(raw: list[dict]) -> str:
+    """The runs' seeds (initial weights and batch order) when any is not 0."""
+    seeds = {f"{100 * r['ratio']:g}%": r["config"].get("seed", 0) for r in raw}
+    return "" if not any(seeds.values()) else "; seed " + ", ".join(f"{s} in {k}" for k, s in seeds.items())
 
 
 def _text_layers(raw: list[dict]) -> str:
