@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# benchmarks/gpu_sweep.py on one CUDA GPU: model variants at the CPU run's 6-epoch schedule, all at
-# once. Carry as for benchmarks/gpu_supervised.sh (wheels in .whl/, MiniLM in .gpu_carry/minilm16).
+# benchmarks/gpu_sweep.py on one CUDA GPU: the named model variants at the CPU run's 6-epoch
+# schedule, run at once (results accumulate over calls). Carry as for benchmarks/gpu_supervised.sh
+# (wheels in .whl/, MiniLM in .gpu_carry/minilm16).
 #
 #   command: bash benchmarks/gpu_sweep.sh [extra gpu_sweep.py args]
 #   carry:   [".whl", ".gpu_carry"]

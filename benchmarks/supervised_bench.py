@@ -170,11 +170,12 @@ def _seeds(raw: list[dict]) -> str:
 
 def _text_layers(raw: list[dict]) -> str:
     """Which rows took their word features from other text-encoder layers than the last."""
-    rows = [f"{100 * r['ratio']:g}%" for r in raw if (r.get("model") or {}).get("text_layers") is not None]
-    if not rows:
+    layered = [(f"{100 * r['ratio']:g}%", r["model"]["text_layers"]) for r in raw
+               if (r.get("model") or {}).get("text_layers") is not None]
+    if not layered:
         return ""
-    layers = next(r["model"]["text_layers"] for r in raw if (r.get("model") or {}).get("text_layers") is not None)
-    return f"; word features: mean of MiniLM hidden states {layers} in {', '.join(rows)}, the last layer otherwise"
+    return (f"; word features: mean of MiniLM hidden states {layered[0][1]} in {', '.join(k for k, _ in layered)}, "
+            "the last layer otherwise")
 
 
 if __name__ == "__main__":

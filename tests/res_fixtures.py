@@ -1,9 +1,13 @@
-"""Helpers for the model / training tests: a tiny BERT text encoder on disk and tiny configs."""
+"""Helpers for the tests: a tiny BERT text encoder on disk, tiny configs, benchmark scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
+from types import ModuleType
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -43,3 +47,11 @@ def tiny_burn_in(**kw):
             "log_every": 1, "device": "cpu", "threads": 1, "overlays": 2}
     base.update(kw)
     return BurnInConfig(**base)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,20 +3,10 @@ processes with the named model change, and their curves are gathered into one ta
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from res_fixtures import load_benchmark as _load
 
 
 def test_model_overrides_parse_json_values_and_refuse_unknown_fields():

@@ -1,10 +1,7 @@
-import importlib.util
-from pathlib import Path
+from res_fixtures import BENCHMARKS, load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("make_tables", ROOT / "benchmarks" / "make_tables.py")
-make_tables = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(make_tables)
+ROOT = BENCHMARKS.parent
+make_tables = load_benchmark("make_tables")
 
 
 def test_table_replaces_only_its_block():

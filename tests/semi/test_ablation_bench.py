@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from res_fixtures import load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("ablation_bench", ROOT / "benchmarks" / "ablation_bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ablation_bench")
 
 
 @pytest.mark.slow
