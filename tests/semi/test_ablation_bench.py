@@ -13,7 +13,10 @@ def _bench():
 
 
 @pytest.mark.slow
-def test_ablation_bench_smoke_budget(tmp_path):
+def test_ablation_bench_smoke_budget(tmp_path, monkeypatch):
+    # mlflow.set_tracking_uri in an earlier test also exports MLFLOW_TRACKING_URI, which the
+    # benchmark would follow instead of its own <work>/mlflow.db
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     bench = _bench()
     rc = bench.main(["--budget", "smoke", "--ratios", "0.5", "--seeds", "0", "--variants", "supervised,mt", "--no-quality",
                      "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path)])
