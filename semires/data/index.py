@@ -133,6 +133,9 @@ class RefIndex:
         self.images = {int(im["id"]): im for im in doc["images"]}
         self.anns = {int(a["id"]): a for a in doc["anns"]}
         self.refs = {int(r["ref_id"]): r for r in doc["refs"]}
+        self._anns_by_image: dict[int, list[int]] = {}
+        for aid in sorted(self.anns):
+            self._anns_by_image.setdefault(int(self.anns[aid]["image_id"]), []).append(aid)
 
     @classmethod
     def load(cls, path: str | Path) -> RefIndex:
@@ -160,6 +163,10 @@ class RefIndex:
     def ref_mask(self, ref_id: int) -> np.ndarray:
         """(H, W) bool mask of the object a ref refers to."""
         return self.ann_mask(int(self.refs[ref_id]["ann_id"]))
+
+    def image_anns(self, image_id: int) -> list[int]:
+        """Sorted ids of the image's annotations in the index (those some ref uses)."""
+        return self._anns_by_image.get(int(image_id), [])
 
     def image_ids(self, split: str | None = None) -> list[int]:
         """Sorted ids of images that have refs in ``split`` (all images when None)."""

@@ -51,3 +51,9 @@ class ModelConfig(Section):
                        "default: at 64 px, stride-4 logits cap RefShapes val mIoU near 64)")
     detail_channels: int = Field(16, ge=4, description="channels of the detail head (detail_stride 1 or 2)")
     num_classes: Literal[2] = 2
+    # auxiliary task
+    categories: int = Field(0, ge=0, description="object categories an auxiliary head segments from the "
+                            "backbone's features before fusion, at least the index's category count (RefShapes: "
+                            "8 shapes, RefCOCO: 80); trained with burn_in.category_weight; 0 = no head (LAVT)")
+    category_stages: list[int] = Field([0, 1], min_length=1, description="backbone stages (0 = stride 4) the "
+                                       "category head reads")

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semires.models.category_head import CategoryHead
 from semires.models.decoder import SegDecoder
 from semires.models.fusion import FusionBlock
 from semires.models.text import TextEncoder
@@ -20,11 +21,15 @@ class LAVT(nn.Module):
         logits: (B, 2, H, W) float, class 1 = "the referred object"; argmax over dim 1 gives the mask.
     H and W may be any size; features are taken at strides 4/8/16/32, the decoder predicts at
     stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W).
+    With ``return_categories`` (a model with a category head, training only) it returns
+    ``(logits, category_logits)``, the latter (B, categories + 1, H_s, W_s) at the finest stage
+    the head reads (:class:`~semires.models.category_head.CategoryHead`).
     """
 
     def __init__(self, text: TextEncoder, backbone: nn.Module, fusion_heads: int = 1, fusion_dropout: float = 0.0,
                  decoder_channels: int = 64, num_classes: int = 2, coord_features: bool = False,
-                 sentence_film: bool = False, detail_stride: int = 4, detail_channels: int = 16):
+                 sentence_film: bool = False, detail_stride: int = 4, detail_channels: int = 16,
+                 categories: int = 0, category_stages: tuple[int, ...] = (0, 1)):
         super().__init__()
         self.text = text
         self.backbone = backbone
@@ -32,22 +37,36 @@ class LAVT(nn.Module):
             FusionBlock(c, text.hidden_size, fusion_heads, fusion_dropout, coord_features, sentence_film)
             for c in backbone.channels)
         self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes, detail_stride, detail_channels)
+        self.category_stages = sorted(set(category_stages))
+        if categories and not all(0 <= s < len(backbone.channels) for s in self.category_stages):
+            raise ValueError(f"category_stages {category_stages} outside the backbone's "
+                             f"{len(backbone.channels)} stages")
+        self.category_head = (CategoryHead([backbone.channels[s] for s in self.category_stages], categories)
+                           if categories else None)
 
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                return_categories: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         words = self.text(input_ids, attention_mask)                    # (B, L, Cl)
         words = words.transpose(1, 2).to(images.dtype)                  # (B, Cl, L)
         word_mask = attention_mask.to(words.dtype)                      # (B, L)
         x = self.backbone.embed(images)
-        feats = []
+        feats, visual = [], []
         last = len(self.fusions) - 1
         for i, fusion in enumerate(self.fusions):
             x = self.backbone.stage(i, x)
+            if return_categories and i in self.category_stages:
+                visual.append(x)
             x = fusion(x, words, word_mask)
             feats.append(self.backbone.out_norm(i, x))
             if i < last:
                 x = self.backbone.down(i, x)
-        logits = self.decoder(feats, images)
-        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(self.decoder(feats, images), size=images.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        if not return_categories:
+            return logits
+        if self.category_head is None:
+            raise ValueError("return_categories needs a model built with categories > 0")
+        return logits, self.category_head(visual)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The state a checkpoint must carry: everything except a frozen text encoder's weights

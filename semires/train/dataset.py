@@ -25,16 +25,20 @@ class ExpressionDataset(Dataset):
     - ``mask``: (S, S) int64 in {0, 1}, the referred object (nearest-resized)
     - ``input_ids``, ``attention_mask``: (L,) int64 (L = ``max_tokens``)
     - ``index``, ``ref_id``, ``sent_id``, ``image_id``: int64 scalars
+    - ``categories`` (only with ``categories`` given): (S, S) int64, every annotated object of the
+      image painted with its head class (``categories[category_id]``, 1..K), 0 elsewhere
     """
 
     def __init__(self, index: RefIndex, expressions: Sequence[Expression], tokenizer, image_size: int,
-                 max_tokens: int, cache_images: bool = True):
+                 max_tokens: int, cache_images: bool = True, categories: dict[int, int] | None = None):
         self.index = index
         self.expressions = list(expressions)
         self.image_size = int(image_size)
         self.cache_images = cache_images
+        self.categories = categories
         self._images: dict[int, np.ndarray] = {}
         self._masks: dict[int, np.ndarray] = {}
+        self._category_maps: dict[int, np.ndarray] = {}
         if self.expressions:
             self.input_ids, self.attention_mask = tokenize(tokenizer, [e.sent for e in self.expressions], max_tokens)
         else:
@@ -67,9 +71,20 @@ class ExpressionDataset(Dataset):
                 self._masks[ann_id] = m
         return m
 
+    def category_map(self, image_id: int) -> np.ndarray:
+        """(S, S) int64 head class per pixel (0 = no annotated object); needs ``categories``."""
+        m = self._category_maps.get(image_id)
+        if m is None:
+            m = np.zeros((self.image_size, self.image_size), np.int64)
+            for aid in self.index.image_anns(image_id):
+                m[self.target(aid)] = self.categories[int(self.index.anns[aid]["category_id"])]
+            if self.cache_images:
+                self._category_maps[image_id] = m
+        return m
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e = self.expressions[i]
-        return {
+        item = {
             "image": normalize(self.image(e.image_id)),
             "mask": torch.from_numpy(self.target(e.ann_id).astype(np.int64)),
             "input_ids": self.input_ids[i],
@@ -79,6 +94,9 @@ class ExpressionDataset(Dataset):
             "sent_id": torch.tensor(e.sent_id),
             "image_id": torch.tensor(e.image_id),
         }
+        if self.categories is not None:
+            item["categories"] = torch.from_numpy(self.category_map(e.image_id))
+        return item
 
     def subset(self, n: int | None) -> ExpressionDataset:
         """A dataset of ``n`` evenly spaced expressions (deterministic; all when n is None or >= len)."""

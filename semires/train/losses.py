@@ -71,6 +71,21 @@ def supervised_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: S
     return loss
 
 
+def category_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the auxiliary category head (:class:`~semires.models.category_head.CategoryHead`).
+
+    Args:
+        logits: (B, K + 1, h, w) float at the head's stride.
+        target: (B, H, W) int64 in [0, K] at input size; nearest-downsampled to (h, w), so a pixel
+            takes the category found at its cell's corner, as the head's receptive field does.
+    Returns:
+        scalar: pixel cross-entropy averaged over the batch.
+    """
+    if target.shape[-2:] != logits.shape[-2:]:
+        target = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+    return F.cross_entropy(logits.float(), target)
+
+
 def check_finite(loss: torch.Tensor, step: int, checkpoint: str | Path | None = None) -> None:
     """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite (nothing is saved after it)."""
     value = float(loss.detach())

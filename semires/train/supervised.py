@@ -33,6 +33,7 @@ from semires.errors import DataError, SemiresError
 from semires.eval.evaluate import evaluate_model
 from semires.eval.overlays import pick_indices, save_overlays
 from semires.models import ModelConfig, build_model, load_tokenizer
+from semires.models.category_head import category_lookup
 from semires.tracking import Tracker, TrackingConfig
 from semires.train import ddp
 from semires.train.checkpoint import (
@@ -45,7 +46,7 @@ from semires.train.checkpoint import (
 )
 from semires.train.config import BurnInConfig
 from semires.train.dataset import ExpressionDataset
-from semires.train.losses import check_finite, supervised_loss
+from semires.train.losses import category_loss, check_finite, supervised_loss
 from semires.train.optim import build_optimizer, build_scheduler
 from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
 from semires.train.sampler import StreamBatchSampler, steps_per_epoch
@@ -82,6 +83,21 @@ def warm_text_cache(model: torch.nn.Module, *datasets: ExpressionDataset) -> Non
     if rows_ids:
         device = next(model.parameters()).device
         text.warm_cache(torch.stack(rows_ids).to(device), torch.stack(rows_mask).to(device))
+
+
+def _category_classes(index: RefIndex, model_cfg: ModelConfig, cfg: BurnInConfig) -> dict[int, int] | None:
+    """Category id -> head class for the auxiliary loss, or None when it is off."""
+    if not cfg.category_weight:
+        if model_cfg.categories:
+            # an untrained head is dead weight in the checkpoint, and DDP refuses parameters without gradients
+            raise SemiresError(f"model.categories is {model_cfg.categories} but burn_in.category_weight is 0",
+                               index.path, "set burn_in.category_weight > 0, or model.categories: 0")
+        return None
+    if model_cfg.categories < len(index.cats):
+        raise SemiresError(f"burn_in.category_weight needs a category head for the index's {len(index.cats)} "
+                           f"categories, but model.categories is {model_cfg.categories}", index.path,
+                           f"set model.categories: {len(index.cats)} (or burn_in.category_weight: 0)")
+    return category_lookup(index.cats)
 
 
 def _resolved_config(model_cfg: ModelConfig, cfg: BurnInConfig, index: RefIndex, labeled: list[int] | None,
@@ -129,7 +145,8 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
     seed_everything(cfg.seed)  # same initial weights on every process
     tokenizer = load_tokenizer(model_cfg.text_encoder)
     train_ds = ExpressionDataset.from_split(index, tokenizer, cfg.image_size, model_cfg.max_tokens, split="train",
-                                            image_ids=labeled, cache_images=cfg.cache_images)
+                                            image_ids=labeled, cache_images=cfg.cache_images,
+                                            categories=_category_classes(index, model_cfg, cfg))
     if len(train_ds) == 0:
         raise DataError("no train expressions on the labeled images", index.path,
                         "check that --labeled lists train image ids of this index")
@@ -188,10 +205,14 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and info.is_main),
                        unit="step", leave=False)
             for batch in bar:
+                aux = cfg.category_weight > 0
                 with autocast(device, dtype):
-                    logits = net(batch["image"].to(device, non_blocking=True), batch["input_ids"].to(device),
-                                 batch["attention_mask"].to(device))
+                    out = net(batch["image"].to(device, non_blocking=True), batch["input_ids"].to(device),
+                              batch["attention_mask"].to(device), return_categories=aux)
+                logits, cat_logits = out if aux else (out, None)
                 loss = supervised_loss(logits, batch["mask"].to(device), cfg.class_weights, cfg.dice_weight)
+                if aux:
+                    loss = loss + cfg.category_weight * category_loss(cat_logits, batch["categories"].to(device))
                 mean_loss = ddp.all_reduce_sum(loss.detach().clone()) / info.world_size
                 check_finite(mean_loss, step + 1, last if last.is_file() else None)
                 optimizer.zero_grad(set_to_none=True)

@@ -35,12 +35,16 @@ def test_forward_shape_any_input_size(tiny_text, size, detail_stride):
 
 
 @pytest.mark.parametrize("options", [{}, {"sentence_film": True, "coord_features": False, "fusion_heads": 2},
-                                     {"detail_stride": 2}, {"detail_stride": 1, "detail_channels": 4}])
+                                     {"detail_stride": 2}, {"detail_stride": 1, "detail_channels": 4},
+                                     {"categories": 3, "category_stages": [0, 1, 2, 3]}])
 def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, options):
     model = _tiny(tiny_text, **options).train()
     x, ids, mask = _inputs(tiny_text)
-    out = model(x, ids, mask)
-    out.float().logsumexp(1).mean().backward()
+    if model.category_head is None:
+        model(x, ids, mask).float().logsumexp(1).mean().backward()
+    else:  # both training losses, as burn-in computes them
+        out, cats = model(x, ids, mask, return_categories=True)
+        (out.float().logsumexp(1).mean() + cats.logsumexp(1).mean()).backward()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and not any(n.startswith("text.") for n in trainable)
     missing = [n for n, p in trainable.items() if p.grad is None]
@@ -182,3 +186,36 @@ def test_detail_stride_is_validated():
 
     with pytest.raises(ValidationError):
         ModelConfig(detail_stride=3)
+
+
+@pytest.mark.parametrize("stages", [[0], [0, 1], [1, 2, 3]])
+def test_category_head_shapes_and_gradients(tiny_text, stages):
+    """The auxiliary head predicts K + 1 classes at the finest stage it reads, from pre-fusion features:
+    its loss reaches the backbone but not the fusion modules, the decoder or the frozen text encoder."""
+    model = _tiny(tiny_text, categories=3, category_stages=stages).train()
+    x, ids, mask = _inputs(tiny_text, h=32, w=48)
+    logits, cats = model(x, ids, mask, return_categories=True)
+    stride = 4 * 2 ** stages[0]
+    assert logits.shape == (2, 2, 32, 48) and cats.shape == (2, 4, 32 // stride, 48 // stride)
+    cats.logsumexp(1).mean().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None and torch.isfinite(g).all() for n, g in grads.items() if n.startswith("category_head."))
+    assert grads["backbone.stem.0.weight"] is not None and grads["backbone.stem.0.weight"].abs().sum() > 0
+    assert all(g is None for n, g in grads.items() if n.startswith(("decoder.", "fusions.3.")))
+    assert all(p.grad is None for p in model.text.parameters())
+
+
+def test_category_head_is_optional_and_off_by_default(tiny_text):
+    plain = _tiny(tiny_text)
+    assert plain.category_head is None
+    x, ids, mask = _inputs(tiny_text)
+    with pytest.raises(ValueError, match="categories > 0"):
+        plain(x, ids, mask, return_categories=True)
+    with_head = _tiny(tiny_text, categories=2)
+    with_head.eval()
+    plain.eval()
+    # the head reads the visual stream and leaves the referring logits alone
+    torch.manual_seed(0)
+    torch.testing.assert_close(with_head(x, ids, mask), with_head(x, ids, mask, return_categories=True)[0])
+    with pytest.raises(ValueError, match="category_stages"):
+        _tiny(tiny_text, categories=2, category_stages=[4])

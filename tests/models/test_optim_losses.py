@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from semires.errors import TrainingDiverged
-from semires.train.losses import IGNORE_INDEX, check_finite, dice_loss, segmentation_loss
+from semires.train.losses import IGNORE_INDEX, category_loss, check_finite, dice_loss, segmentation_loss
 from semires.train.optim import build_optimizer, build_scheduler, param_groups, poly_factor
 
 
@@ -103,6 +103,21 @@ def test_dice_loss_ignores_unlabelled_pixels_and_has_gradients():
     logits = torch.randn(2, 2, 8, 8, requires_grad=True)
     dice_loss(logits, target).backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_category_loss_downsamples_the_target_to_the_head_stride():
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[:, :4, :4] = 2  # one object of class 2 in the top-left quarter
+    coarse = torch.zeros(1, 3, 2, 2)
+    coarse[0, 0] = 20.0
+    coarse[0, 0, 0, 0], coarse[0, 2, 0, 0] = 0.0, 20.0  # the stride-4 cell over the object says class 2
+    assert float(category_loss(coarse, target)) == pytest.approx(0.0, abs=1e-6)
+    wrong = coarse.flip(-1)
+    expected = F.cross_entropy(wrong, torch.tensor([[[2, 0], [0, 0]]]))
+    assert float(category_loss(wrong, target)) == pytest.approx(float(expected))
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    category_loss(logits, torch.randint(0, 3, (2, 16, 16))).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])

@@ -129,6 +129,57 @@ def test_labeled_subset_trains_only_on_those_images(tmp_path, tiny_text, mini_in
     assert res["train_expressions"] == 4 and res["steps"] == 3  # 2 refs x 2 sentences, wrapped into full batches
 
 
+def test_category_maps_paint_every_annotation_with_its_class(tiny_text, mini_index):
+    import numpy as np
+
+    from semires.data.index import RefIndex
+    from semires.models import load_tokenizer
+    from semires.models.category_head import category_lookup
+    from semires.train.dataset import ExpressionDataset
+
+    index = RefIndex.load(mini_index)
+    lookup = category_lookup(index.cats)
+    assert lookup == {1: 1, 2: 2}
+    ds = ExpressionDataset.from_split(index, load_tokenizer(tiny_text), 32, 8, split="train", categories=lookup)
+    item = ds[0]
+    image_id = int(item["image_id"])
+    cmap = item["categories"].numpy()
+    assert cmap.shape == (32, 32) and cmap.dtype == np.int64
+    anns = index.image_anns(image_id)
+    assert len(anns) == 2
+    painted = np.zeros_like(cmap)
+    for aid in anns:
+        m = ds.target(aid)
+        assert (cmap[m] == lookup[index.anns[aid]["category_id"]]).all()
+        painted[m] = 1
+    assert (cmap[painted == 0] == 0).all() and painted.any()
+    assert "categories" not in ExpressionDataset.from_split(index, load_tokenizer(tiny_text), 32, 8, split="train")[0]
+
+
+def test_category_loss_trains_the_head_and_is_checked(tmp_path, tiny_text, mini_index):
+    from res_fixtures import tiny_burn_in, tiny_model_cfg
+
+    from semires.models import build_model
+    from semires.train.checkpoint import load_model
+    from semires.train.runtime import seed_everything
+
+    model_cfg, cfg = tiny_model_cfg(tiny_text, categories=2), tiny_burn_in(epochs=1, category_weight=1.0)
+    res = train_supervised(mini_index, None, tmp_path / "run", model_cfg, cfg, OFF, progress=False)
+    assert res["steps"] > 0
+    model, saved_cfg, _ = load_model(tmp_path / "run" / "last.pt")
+    assert saved_cfg.categories == 2 and model.category_head is not None
+    seed_everything(cfg.seed)  # as training does before it builds the model: the initial weights
+    init = dict(build_model(model_cfg).category_head.named_parameters())
+    moved = [n for n, p in model.category_head.named_parameters() if not torch.equal(p, init[n])]
+    assert moved  # the auxiliary loss reached the head
+    with pytest.raises(SemiresError, match="model.categories is 1"):
+        train_supervised(mini_index, None, tmp_path / "few", tiny_model_cfg(tiny_text, categories=1), cfg, OFF,
+                         progress=False)
+    with pytest.raises(SemiresError, match="category_weight is 0"):
+        train_supervised(mini_index, None, tmp_path / "off", model_cfg, tiny_burn_in(epochs=1, category_weight=0.0),
+                         OFF, progress=False)
+
+
 def test_mlflow_run_gets_params_metrics_artifacts_and_model(tmp_path, tiny_text, mini_index, monkeypatch):
     import mlflow
 
