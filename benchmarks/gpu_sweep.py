@@ -25,10 +25,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+
+def _cat(stages: list[int], weight: float, *extra: str) -> list[str]:
+    """Arguments for the auxiliary category head (RefShapes' 8 shapes) on ``stages`` at loss ``weight``."""
+    return ["--model", "categories=8", "--model", f"category_stages={stages}", "--burn-in",
+            f"category_weight={weight:g}", *extra]
+
+
 # name -> (what it changes, gpu_supervised.py arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "default": ("the CPU default (96 px, stride-2 detail head)", []),
-    "default_seed1": ("the CPU default, another seed (weights and batch order): the spread between runs",
+    "default": ("the model's defaults (96 px, stride-2 detail head, no category head)", []),
+    "default_seed1": ("the model's defaults, another seed (weights and batch order): the spread between runs",
                       ["--seed", "1"]),
     "no_detail": ("LAVT's stride-4 logits, no detail head (1.3-1.5x cheaper step)", ["--model", "detail_stride=4"]),
     "no_detail_128": ("stride-4 logits at 128 px (more pixels per object, no detail head)",
@@ -43,6 +50,26 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "text_lexical": ("word features from MiniLM's embedding layer (no context)", ["--model", "text_layers=[0]"]),
     "text_lexical_last": ("mean of MiniLM's embedding layer and last layer", ["--model", "text_layers=[0,-1]"]),
     "text_all_layers": ("mean of all 7 MiniLM hidden states", ["--model", "text_layers=[0,1,2,3,4,5,6]"]),
+    "cat_s01_w05": ("auxiliary category segmentation from stages 0-1 (pre-fusion), weight 0.5", _cat([0, 1], 0.5)),
+    "cat_s01_w1": ("auxiliary category segmentation from stages 0-1 (pre-fusion), weight 1", _cat([0, 1], 1)),
+    "cat_s01_w2": ("auxiliary category segmentation from stages 0-1 (pre-fusion), weight 2", _cat([0, 1], 2)),
+    "cat_s0_w1": ("auxiliary category segmentation from stage 0 (stride 4) alone, weight 1", _cat([0], 1)),
+    "cat_s012_w1": ("auxiliary category segmentation from stages 0-2, weight 1", _cat([0, 1, 2], 1)),
+    "cat_s01_w1_seed1": ("auxiliary category segmentation from stages 0-1, weight 1, seed 1",
+                         _cat([0, 1], 1, "--seed", "1")),
+    "cat_s012_w2": ("auxiliary category segmentation from stages 0-2, weight 2", _cat([0, 1, 2], 2)),
+    "cat_s012_w2_seed1": ("auxiliary category segmentation from stages 0-2, weight 2, seed 1",
+                          _cat([0, 1, 2], 2, "--seed", "1")),
+    "cat_s012_w4": ("auxiliary category segmentation from stages 0-2, weight 4", _cat([0, 1, 2], 4)),
+    "cat_s0123_w2": ("auxiliary category segmentation from all four stages, weight 2", _cat([0, 1, 2, 3], 2)),
+    "cat_s012_w2_lex": ("auxiliary category segmentation from stages 0-2, weight 2, with text_layers [0, -1]",
+                        _cat([0, 1, 2], 2, "--model", "text_layers=[0,-1]")),
+    "cat_lex": ("auxiliary category segmentation (stages 0-1, weight 1) with text_layers [0, -1]",
+                _cat([0, 1], 1, "--model", "text_layers=[0,-1]")),
+    "cat_deep_low": ("auxiliary category segmentation (stages 0-1, weight 1) with deep_low's stages",
+                     _cat([0, 1], 1, "--model", "depths=[1,2,4,2]", "--model", "channels=[16,32,96,192]")),
+    "cat_s012_w1_seed1": ("auxiliary category segmentation from stages 0-2, weight 1, seed 1",
+                          _cat([0, 1, 2], 1, "--seed", "1")),
 }
 
 
@@ -57,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--work", type=Path, default=Path("/tmp/semires_gpu_sweep"))
     ap.add_argument("--out", type=Path, default=HERE / "results" / "gpu_model_sweep.json")
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="train nothing: add the variants of this gpu_model_sweep.json (one that came back from "
+                         "a GPU call) to --out and rewrite its table")
     args = ap.parse_args(argv)
+    if args.merge:
+        write(args, [], 0.0, json.loads(args.merge.read_text()))
+        return 0
     names = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
@@ -90,13 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def write(args, names: list[str], wall: float) -> Path:
+def write(args, names: list[str], wall: float, merge: dict | None = None) -> Path:
     """Gather the variants' JSONs (those that finished) into one table. Variants of earlier batches
     already in ``args.out`` are kept (a rerun of a variant replaces its row), so a sweep can run in
-    several GPU calls and still make one table."""
+    several GPU calls and still make one table; ``merge`` (another such table) adds its variants."""
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     raw = dict(old.get("raw", {}))
     machine = old.get("machine")
+    if merge:
+        raw.update(merge.get("raw", {}))
+        machine = merge.get("machine") or machine
     batch = {"variants": names, "wall_s": round(wall, 1)}
     for name in names:
         path = args.out.parent / f"sweep_{name}.json"

@@ -11,4 +11,8 @@ cd "$(dirname "$0")/.."
 source benchmarks/gpu_env.sh pydantic pycocotools
 gpu_text_encoder
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv || true
+# start from the committed table, so the one that comes back from $OUT holds every variant so far
+if [ "$OUT_DIR" != benchmarks/results ] && [ -f benchmarks/results/gpu_model_sweep.json ]; then
+  cp benchmarks/results/gpu_model_sweep.json "$OUT_DIR/"
+fi
 "$PY" benchmarks/gpu_sweep.py "${TEXT[@]}" --out "$OUT_DIR/gpu_model_sweep.json" "$@"

@@ -24,7 +24,7 @@ import torch
 from semires import io
 from semires.hardware import cpu_amp, load_averages
 from semires.models import ModelConfig, build_model, load_tokenizer, tokenize
-from semires.train.losses import supervised_loss
+from semires.train.losses import category_loss, supervised_loss
 from semires.train.optim import build_optimizer
 from semires.train.runtime import amp_dtype, autocast
 
@@ -36,14 +36,19 @@ def measure(model, size: int, batch: int, steps: int, ids, mask, dtype) -> tuple
     cpu = torch.device("cpu")
     x = torch.randn(batch, 3, size, size)
     y = (torch.rand(batch, size, size) > 0.8).long()
+    aux = model.category_head is not None  # burn-in then adds the category loss (burn_in.category_weight)
+    cats = torch.randint(0, 9, (batch, size, size))
     opt = build_optimizer(model, 1e-4, 0.01)
     model.train()
     for i in range(steps + 2):
         if i == 2:
             t0 = time.perf_counter()
         with autocast(cpu, dtype):
-            logits = model(x, ids, mask)
-        loss = supervised_loss(logits, y)
+            out = model(x, ids, mask, return_categories=aux)
+        logits = out[0] if aux else out
+        loss = supervised_loss(logits, y, dice_weight=1.0)
+        if aux:
+            loss = loss + category_loss(out[1], cats)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -60,7 +65,7 @@ def measure(model, size: int, batch: int, steps: int, ids, mask, dtype) -> tuple
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2", help="torch thread counts to compare")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=32, help="the 100%% supervised run's batch")
     ap.add_argument("--amp", default=cpu_amp(), choices=["bf16", "off"], help="autocast (default: as training here)")
     ap.add_argument("--sizes", default="64,96,128")
@@ -72,7 +77,7 @@ def main() -> None:
     load_before = load_averages()
     tok = load_tokenizer()
     ids, mask = tokenize(tok, [SENTENCES[i % len(SENTENCES)] for i in range(args.batch)], 20)
-    cfg = ModelConfig()
+    cfg = ModelConfig()  # the library defaults: no category head, as params.yaml
     model = build_model(cfg)
     # one-off text cost: unique sentences through the frozen MiniLM (what training's warm-up pays)
     many = [f"{s} number {i}" for i in range(64) for s in SENTENCES]
@@ -81,15 +86,19 @@ def main() -> None:
     model.text.warm_cache(mids, mmask)
     text_rate = len(many) / (time.perf_counter() - t0)
     dtype = amp_dtype(torch.device("cpu"), args.amp)
+    # beside it the 100 % supervised run's model: the same plus the auxiliary category head and its loss
+    headed = build_model(ModelConfig(categories=8))
+    headed.text = model.text  # shares the warmed sentence cache
     rows, raw = [], []
     for n in threads:
         torch.set_num_threads(n)
         for size in (int(s) for s in args.sizes.split(",")):
-            tr, ev = measure(model, size, args.batch, args.steps, ids, mask, dtype)
-            raw.append({"model": "lavt_tiny", "threads": n, "image_size": size, "batch": args.batch, "amp": args.amp,
-                        "train_images_per_s": tr, "eval_images_per_s": ev})
-            rows.append(["lavt_tiny", n, size, args.batch, args.amp, round(tr, 1), round(ev, 1)])
-            print(rows[-1], flush=True)
+            for name, net in (("lavt_tiny", model), ("lavt_tiny + category head", headed)):
+                tr, ev = measure(net, size, args.batch, args.steps, ids, mask, dtype)
+                raw.append({"model": name, "threads": n, "image_size": size, "batch": args.batch, "amp": args.amp,
+                            "train_images_per_s": tr, "eval_images_per_s": ev})
+                rows.append([name, n, size, args.batch, args.amp, round(tr, 1), round(ev, 1)])
+                print(rows[-1], flush=True)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     io.write_json(args.out, {
         "title": "RES model throughput on CPU (lavt_tiny, frozen MiniLM text encoder)",
@@ -97,8 +106,10 @@ def main() -> None:
         "rows": rows, "raw": raw,
         "text_encoder_sentences_per_s": round(text_rate, 1), "trainable_params": n_params,
         "notes": (f"{args.steps} timed steps after 2 warm-up steps; train step = "
-                  "forward + CE + Dice + backward + AdamW (the default model: "
-                  f"{cfg.fusion_heads} fusion heads, stride-{cfg.detail_stride} detail head). "
+                  "forward + CE + Dice (+ the category loss with the head) + backward + AdamW (the default model: "
+                  f"{cfg.fusion_heads} fusion heads, stride-{cfg.detail_stride} detail head; '+ category head' adds "
+                  f"the auxiliary head on stages {cfg.category_stages} for 8 categories, as the 100 % supervised run; "
+                  "the two alternate per setting). "
                   "Frozen MiniLM encodes "
                   f"{text_rate:.0f} sentences/s once (cached after), measured with {threads[0]} thread(s). Load average "
                   f"{load_before} before, {load_averages()} after (the benchmark itself keeps one or two cores busy)."),
