@@ -9,6 +9,11 @@ per-epoch validation, checkpoints), not the dataset generation.
 
     python benchmarks/supervised_bench.py [--ratios 1.0,0.1,0.05,0.01] [--threads 2] [--nproc 2] [--full-epochs 3]
         [--seed 1] [--model KEY=VALUE ...]   # model overrides, VALUE as JSON: --model 'text_layers=[0,-1]'
+        [--burn-in KEY=VALUE ...]            # burn_in overrides in every run: --burn-in dice_weight=0
+    python benchmarks/supervised_bench.py --render --out FILE   # rewrite FILE's rows and notes from its raw
+
+The 100% run trains with the auxiliary category head (``FULL`` / ``FULL_MODEL`` below); the 1-10% runs
+without it.
 
 On the 2-core machine one process with two torch threads trains 1.3-1.6x as fast as one thread
 (batch 32, 64 px); ``--nproc 2`` (DDP over two one-thread CPU processes, torchrun + gloo, the
