@@ -187,6 +187,7 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
             save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, step=step, epoch=epoch,
                             config=resolved, extra=state)
 
+    aux = train_ds.categories is not None  # the category loss is on (checked by _category_classes)
     tracker = Tracker(tracking, out_dir, active=info.is_main)
     tags = {"semires.model": model_cfg.name, "semires.labeled_images": str(resolved["data"]["labeled_images"])}
     with tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
@@ -205,7 +206,6 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and info.is_main),
                        unit="step", leave=False)
             for batch in bar:
-                aux = cfg.category_weight > 0
                 with autocast(device, dtype):
                     out = net(batch["image"].to(device, non_blocking=True), batch["input_ids"].to(device),
                               batch["attention_mask"].to(device), return_categories=aux)

@@ -211,11 +211,8 @@ def test_category_head_is_optional_and_off_by_default(tiny_text):
     x, ids, mask = _inputs(tiny_text)
     with pytest.raises(ValueError, match="categories > 0"):
         plain(x, ids, mask, return_categories=True)
-    with_head = _tiny(tiny_text, categories=2)
-    with_head.eval()
-    plain.eval()
+    with_head = _tiny(tiny_text, categories=2).eval()
     # the head reads the visual stream and leaves the referring logits alone
-    torch.manual_seed(0)
     torch.testing.assert_close(with_head(x, ids, mask), with_head(x, ids, mask, return_categories=True)[0])
     with pytest.raises(ValueError, match="category_stages"):
         _tiny(tiny_text, categories=2, category_stages=[4])
