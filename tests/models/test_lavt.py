@@ -216,3 +216,25 @@ def test_category_head_is_optional_and_off_by_default(tiny_text):
     torch.testing.assert_close(with_head(x, ids, mask), with_head(x, ids, mask, return_categories=True)[0])
     with pytest.raises(ValueError, match="category_stages"):
         _tiny(tiny_text, categories=2, category_stages=[4])
+
+
+def test_pixel_word_attention_is_a_masked_softmax_over_the_words():
+    from semires.models.fusion import PixelWordAttention
+
+    torch.manual_seed(0)
+    att = PixelWordAttention(query_channels=6, lang_channels=10, channels=8, num_heads=2)
+    pixels, words = torch.randn(2, 5, 6), torch.randn(2, 10, 4)
+    word_mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    # reference: per head, softmax over the real words of q . k / sqrt(d), then the weighted values
+    q = att.query(pixels.transpose(1, 2)).reshape(2, 2, 4, 5).transpose(2, 3)   # (B, h, N, d)
+    k = att.key(words).reshape(2, 2, 4, 4)                                      # (B, h, d, L)
+    v = att.value(words).reshape(2, 2, 4, 4).transpose(2, 3)                    # (B, h, L, d)
+    sim = (q @ k) / 2.0 + torch.log(word_mask)[:, None, None, :]                # -inf on padding
+    ref = (sim.softmax(-1) @ v).transpose(2, 3).reshape(2, 8, 5)
+    expected = att.out(ref).transpose(1, 2)
+    assert torch.allclose(att(pixels, words, word_mask), expected, atol=1e-5)
+    # a padded word's features never matter
+    changed = words.clone()
+    changed[0, :, 3] = 100.0
+    changed[1, :, 1:] = -100.0
+    assert torch.allclose(att(pixels, changed, word_mask), att(pixels, words, word_mask), atol=1e-6)
