@@ -21,6 +21,11 @@ class BurnInConfig(Section):
         "(len // global batch). Set it to give small labeled splits a comparable schedule")
     batch_size: int = Field(16, ge=1, description="expressions per step per process (paper: 8 per GPU)")
     image_size: int = Field(64, ge=32, description="square side images and masks are resized to (paper: 480)")
+    early_image_size: int | None = Field(
+        None, ge=32, description="side the first early_epochs train at (progressive resizing: small images "
+        "while the model learns what words mean, image_size for the fine detail); None = image_size throughout. "
+        "Validation and the checkpoint always use image_size")
+    early_epochs: int = Field(0, ge=0, description="epochs trained at early_image_size (0 = none)")
     lr: float = Field(2e-3, gt=0, description="peak AdamW learning rate (LAVT with Swin-B: 5e-5)")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decay; never applied to norms, biases, position tables")
     betas: tuple[float, float] = (0.9, 0.999)

@@ -98,6 +98,16 @@ class ExpressionDataset(Dataset):
             item["categories"] = torch.from_numpy(self.category_map(e.image_id))
         return item
 
+    def resized(self, image_size: int) -> ExpressionDataset:
+        """The same expressions (tokens shared) at another ``image_size``, with its own image caches."""
+        if int(image_size) == self.image_size:
+            return self
+        other = object.__new__(ExpressionDataset)
+        other.__dict__.update(self.__dict__)
+        other.image_size = int(image_size)
+        other._images, other._masks, other._category_maps = {}, {}, {}
+        return other
+
     def subset(self, n: int | None) -> ExpressionDataset:
         """A dataset of ``n`` evenly spaced expressions (deterministic; all when n is None or >= len)."""
         if n is None or n >= len(self):

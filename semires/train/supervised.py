@@ -147,6 +147,7 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
     train_ds = ExpressionDataset.from_split(index, tokenizer, cfg.image_size, model_cfg.max_tokens, split="train",
                                             image_ids=labeled, cache_images=cfg.cache_images,
                                             categories=_category_classes(index, model_cfg, cfg))
+    early_ds = train_ds.resized(cfg.early_image_size) if cfg.early_image_size and cfg.early_epochs else train_ds
     if len(train_ds) == 0:
         raise DataError("no train expressions on the labeled images", index.path,
                         "check that --labeled lists train image ids of this index")
@@ -199,8 +200,8 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
             end = min(total, (epoch + 1) * spe)
             sampler = StreamBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, step, end, info.rank,
                                          info.world_size)
-            loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.num_workers,
-                                pin_memory=device.type == "cuda")
+            loader = DataLoader(early_ds if epoch < cfg.early_epochs else train_ds, batch_sampler=sampler,
+                                num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
             net.train()
             t0 = time.perf_counter()
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and info.is_main),

@@ -207,3 +207,41 @@ def test_mlflow_run_gets_params_metrics_artifacts_and_model(tmp_path, tiny_text,
     info = mlflow.models.get_model_info(f"models:/{models[0].model_id}")
     assert [i["name"] for i in info.signature.inputs.to_dict()] == ["images", "input_ids", "attention_mask"]
     assert tuple(info.signature.outputs.inputs[0].shape) == (-1, 2, 32, 32)
+
+
+def test_early_epochs_train_at_the_early_size_and_resume_there(tmp_path, tiny_text, mini_index, monkeypatch):
+    import semires.train.supervised as sup
+
+    sizes: list[tuple[int, int]] = []  # (training step, side of the images the model was given)
+    build = sup.build_model
+
+    def recording_build(cfg):
+        model = build(cfg)
+        model.register_forward_pre_hook(
+            lambda m, args: sizes.append(args[0].shape[-1]) if m.training else None)
+        return model
+
+    monkeypatch.setattr(sup, "build_model", recording_build)
+    model_cfg, cfg = _cfgs(tiny_text, epochs=3, batch_size=4, checkpoint_every=2, early_image_size=48,
+                           early_epochs=2, image_size=64)
+    full = train_supervised(mini_index, None, tmp_path / "full", model_cfg, cfg, OFF, progress=False)
+    spe = full["steps_per_epoch"]
+    assert sizes == [48] * (2 * spe) + [64] * spe
+    _, _, info = read_model_file(tmp_path / "full" / "best.safetensors")
+    assert info["image_size"] == 64  # validation and the checkpoint use image_size
+
+    sizes.clear()
+    kill = 2 * spe - 1  # inside the last early epoch, so the rerun must go on at the early size
+
+    def hook(step):
+        if step == kill:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_supervised(mini_index, None, tmp_path / "cut", model_cfg, cfg, OFF, step_hook=hook, progress=False)
+    sizes.clear()
+    resumed = train_supervised(mini_index, None, tmp_path / "cut", model_cfg, cfg, OFF, progress=False)
+    done = load_checkpoint(tmp_path / "cut" / "last.pt")["step"]
+    assert done == full["steps"] and resumed["history"] == full["history"]
+    resumed_from = (kill // 2) * 2  # the last checkpoint before the kill (checkpoint_every=2)
+    assert sizes == [48] * (2 * spe - resumed_from) + [64] * spe
