@@ -57,8 +57,15 @@ SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64
 # backbone shapes: at 100 % it added 2.7 val mIoU here (61.1 vs 58.4, seed 0) and 5.5 on average over
 # 12 GPU runs of this schedule. With few labels at 64 px it cost far more than it gave (10 %: 25.8 vs
 # 32.0, 5 %: 16.3 vs 27.7), so the small rows train without it.
-FULL = dict(SMALL, epochs=6, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=96, category_weight=1.0)
-FULL_MODEL = {"categories": 8}  # RefShapes' 8 shape categories
+# With the head, pixels pay: at 96 px it recognised the shape of 17 % of the small val targets (under
+# 300 px at 128), at 128 px 41 %. 128 px with LAVT's stride-4 logits (no detail head: a 32 x 32 grid
+# at 128 px scored the same 82 mIoU on the targets it found as the stride-2 head at 96 px) costs about
+# what 96 px with the detail head did. 6 epochs gave 67.8 (10.9 min), 7 epochs 70.1 (11.7 min); with the
+# faster pixel-word attention 7 epochs took 10.0 min (69.9). Validation during training uses 500 val
+# expressions (the final scores use all of val).
+FULL = dict(SMALL, epochs=7, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=128, category_weight=1.0,
+            val_max_expressions=500)
+FULL_MODEL = {"categories": 8, "detail_stride": 4}  # RefShapes' 8 shape categories
 
 
 def train_ddp(index_path: Path, labeled, run: Path, model: ModelConfig, cfg: BurnInConfig, nproc: int) -> dict:
@@ -91,7 +98,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads per process")
     ap.add_argument("--nproc", type=int, default=1, help="DDP processes (torchrun); 1 = in this process")
     ap.add_argument("--full-epochs", type=int, default=FULL["epochs"],
-                    help="epochs of the 100%% run (6 at 96 px fill about 9 of the 10 minutes with 2 threads)")
+                    help="epochs of the 100%% run")
     ap.add_argument("--full-image-size", type=int, default=FULL["image_size"], help="input side of the 100%% run")
     ap.add_argument("--full-batch", type=int, default=FULL["batch_size"], help="global batch of the 100%% run")
     ap.add_argument("--full-lr", type=float, default=FULL["lr"], help="peak learning rate of the 100%% run")
@@ -171,11 +178,13 @@ def _doc(raw: list[dict], model: ModelConfig) -> dict:
                     "val oIoU", "val prec@0.5", "testA mIoU", "testB mIoU", "wall (min)"],
         "rows": [_row(r) for r in raw], "raw": raw,
         "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, {model.fusion_heads} fusion heads, "
-                  f"stride-{model.detail_stride} detail head{_category_head(raw)}{_text_layers(raw)}{_seeds(raw)}), input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
+                  f"{_logits(raw)[2:]}{_category_head(raw)}{_text_layers(raw)}{_seeds(raw)}{_early(raw)}), "
+                  "input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
                   f"{BurnInConfig().dice_weight:g} x Dice, autocast {SMALL['amp']}; global batch and lr per run: "
                   + "; ".join(f"{100 * r['ratio']:g}%: batch {r['config']['batch_size'] * r.get('nproc', 1)}, lr "
                               f"{r['config']['lr']}" for r in raw) + ". "
-                  f"Small labeled sets get {SMALL['epochs']} x {SMALL['steps_per_epoch']} steps. Best epoch by val oIoU; scores from "
+                  f"Small labeled sets get {SMALL['epochs']} x {SMALL['steps_per_epoch']} steps. Best epoch by val oIoU"
+                  f"{_val_subset(raw)}; scores from "
                   "`semires evaluate` on every expression. Several processes = DDP over CPU processes (torchrun, "
                   "gloo; the batch split between them, BatchNorm statistics per process). Wall = the whole training "
                   "stage (process start-up included). Load average per run: "
@@ -190,6 +199,16 @@ def _seeds(raw: list[dict]) -> str:
     return "" if not any(seeds.values()) else "; seed " + ", ".join(f"{s} in {k}" for k, s in seeds.items())
 
 
+def _per_row(raw: list[dict], one) -> str:
+    """``one(row)`` for the rows, said once when all rows agree, else with the rows each applies to."""
+    kinds: dict[str, list[str]] = {}
+    for r in raw:
+        kinds.setdefault(one(r), []).append(f"{100 * r['ratio']:g}%")
+    if len(kinds) <= 1:
+        return "".join(f", {k}" for k in kinds)
+    return "; " + "; ".join(f"{k} in {', '.join(rows)}" for k, rows in kinds.items())
+
+
 def _category_head(raw: list[dict]) -> str:
     """How the rows used the auxiliary category loss (rows measured before it existed had none)."""
     def one(r: dict) -> str:
@@ -198,12 +217,30 @@ def _category_head(raw: list[dict]) -> str:
             return f"auxiliary category loss from stages {m['category_stages']} x {c['category_weight']:g}"
         return "no auxiliary category loss"
 
-    kinds: dict[str, list[str]] = {}
-    for r in raw:
-        kinds.setdefault(one(r), []).append(f"{100 * r['ratio']:g}%")
-    if len(kinds) <= 1:
-        return "".join(f", {k}" for k in kinds)
-    return "; " + "; ".join(f"{k} in {', '.join(rows)}" for k, rows in kinds.items())
+    return _per_row(raw, one)
+
+
+def _logits(raw: list[dict]) -> str:
+    """Each row's logit stride (rows measured before the field was stored had the stride-2 detail head)."""
+    def one(r: dict) -> str:
+        stride = (r.get("model") or {}).get("detail_stride", 2)
+        return "stride-4 logits (LAVT, no detail head)" if stride == 4 else f"stride-{stride} detail head"
+
+    return _per_row(raw, one)
+
+
+def _val_subset(raw: list[dict]) -> str:
+    """Which rows picked their best epoch on a subset of val."""
+    rows = [(f"{100 * r['ratio']:g}%", r["config"]["val_max_expressions"]) for r in raw
+            if r["config"].get("val_max_expressions")]
+    return "".join(f" (on {n} val expressions in {k})" for k, n in rows)
+
+
+def _early(raw: list[dict]) -> str:
+    """Which rows trained their first epochs at a smaller side (progressive resizing)."""
+    return "".join(f"; {100 * r['ratio']:g}%: the first {r['config']['early_epochs']} epochs at "
+                   f"{r['config']['early_image_size']} px, then {r['config']['image_size']} px"
+                   for r in raw if r["config"].get("early_image_size") and r["config"].get("early_epochs"))
 
 
 def _text_layers(raw: list[dict]) -> str:
