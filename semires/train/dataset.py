@@ -98,23 +98,22 @@ class ExpressionDataset(Dataset):
             item["categories"] = torch.from_numpy(self.category_map(e.image_id))
         return item
 
+    def _replace(self, **fields) -> ExpressionDataset:
+        """A shallow copy with ``fields`` replaced (tokens and, unless replaced, caches shared)."""
+        other = object.__new__(ExpressionDataset)
+        other.__dict__.update(self.__dict__, **fields)
+        return other
+
     def resized(self, image_size: int) -> ExpressionDataset:
         """The same expressions (tokens shared) at another ``image_size``, with its own image caches."""
         if int(image_size) == self.image_size:
             return self
-        other = object.__new__(ExpressionDataset)
-        other.__dict__.update(self.__dict__)
-        other.image_size = int(image_size)
-        other._images, other._masks, other._category_maps = {}, {}, {}
-        return other
+        return self._replace(image_size=int(image_size), _images={}, _masks={}, _category_maps={})
 
     def subset(self, n: int | None) -> ExpressionDataset:
         """A dataset of ``n`` evenly spaced expressions (deterministic; all when n is None or >= len)."""
         if n is None or n >= len(self):
             return self
         keep = np.linspace(0, len(self) - 1, n).round().astype(int)
-        sub = object.__new__(ExpressionDataset)
-        sub.__dict__.update(self.__dict__)
-        sub.expressions = [self.expressions[k] for k in keep]
-        sub.input_ids, sub.attention_mask = self.input_ids[keep], self.attention_mask[keep]
-        return sub
+        return self._replace(expressions=[self.expressions[k] for k in keep], input_ids=self.input_ids[keep],
+                             attention_mask=self.attention_mask[keep])
