@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from supervised_bench import FULL_MODEL  # run as a script, this folder is on sys.path
 
 from semires import io
 from semires.hardware import cpu_amp, load_averages
@@ -86,9 +87,9 @@ def main() -> None:
     model.text.warm_cache(mids, mmask)
     text_rate = len(many) / (time.perf_counter() - t0)
     dtype = amp_dtype(torch.device("cpu"), args.amp)
-    # beside it the 100 % supervised run's model: the auxiliary category head and its loss, LAVT's
-    # stride-4 logits (no detail head)
-    full_cfg = ModelConfig(categories=8, detail_stride=4)
+    # beside it the 100 % supervised run's model (the auxiliary category head and its loss, LAVT's
+    # stride-4 logits), taken from that benchmark so the two cannot drift apart
+    full_cfg = ModelConfig(**FULL_MODEL)
     headed = build_model(full_cfg)
     headed.text = model.text  # shares the warmed sentence cache
     rows, raw = [], []
