@@ -51,7 +51,7 @@ class EvalResult:
 def evaluate_model(model: torch.nn.Module, dataset: ExpressionDataset, *, batch_size: int = 32,
                    device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
                    sample_indices: Sequence[int] = (), num_workers: int = 0, progress: bool = True,
-                   desc: str = "eval") -> EvalResult:
+                   desc: str = "eval", distributed: bool = True) -> EvalResult:
     """Predict every expression of ``dataset`` and score it against the original-resolution mask.
 
     Args:
@@ -59,13 +59,15 @@ def evaluate_model(model: torch.nn.Module, dataset: ExpressionDataset, *, batch_
         dataset: the expressions to score (its ``index`` gives the original masks).
         dtype: autocast dtype (e.g. torch.bfloat16) or None for full precision.
         sample_indices: dataset indices whose image, prediction and truth are returned for overlays.
+        distributed: under DDP, share the expressions between the processes (every process must
+            call); False = this process predicts them all alone.
     Returns:
         :class:`EvalResult` with identical metrics on every DDP process.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    rank, world = _rank_world()
+    rank, world = _rank_world() if distributed else (0, 1)
     n = len(dataset)
     mine = list(range(rank, n, world))
     loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -96,6 +98,23 @@ def evaluate_model(model: torch.nn.Module, dataset: ExpressionDataset, *, batch_
     model.train(was_training)
     i_np, u_np = inter.numpy(), union.numpy()
     return EvalResult(res_metrics_from_counts(i_np, u_np), i_np, u_np, samples)
+
+
+def draw_predictions(model: torch.nn.Module, dataset: ExpressionDataset, n: int, path: str | Path,
+                     title: str | None = None, *, batch_size: int = 32, device: torch.device | str = "cpu",
+                     dtype: torch.dtype | None = None) -> Path | None:
+    """Predict ``n`` evenly spaced expressions of ``dataset`` (:func:`pick_indices`) and save them as
+    an overlay grid at ``path``; None when there is nothing to draw. Runs in this process alone.
+
+    Training stages call it once, for the best weights, when they finish: drawing the grid at every
+    new best cost about 3 s each time (matplotlib), 20 s of a 10-minute CPU run.
+    """
+    idx = pick_indices(len(dataset), n)
+    if not idx:
+        return None
+    res = evaluate_model(model, dataset.select(idx), batch_size=batch_size, device=device, dtype=dtype,
+                         sample_indices=range(len(idx)), progress=False, distributed=False)
+    return save_overlays(res.samples, path, title=title)
 
 
 def _rank_world() -> tuple[int, int]:

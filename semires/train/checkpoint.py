@@ -149,6 +149,12 @@ def save_model(path: str | Path, model: nn.Module, model_cfg: ModelConfig, info:
     return Path(path)
 
 
+def load_model_file(model: nn.Module, path: str | Path) -> None:
+    """Load the weights of a :func:`save_model` file (e.g. a stage's ``best.safetensors``) into ``model``."""
+    weights, _, _ = read_model_file(path)
+    load_model_state(model, weights, path)
+
+
 def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
     """(weights, model config, info) of a model file; ``.pt`` training checkpoints are accepted too."""
     from safetensors import SafetensorError

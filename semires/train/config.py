@@ -54,5 +54,8 @@ class BurnInConfig(Section):
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
     threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; None = torch's default")
     deterministic: bool = Field(True, description="deterministic kernels (CPU runs then resume bit-exactly)")
+    channels_last: bool = Field(False, description="keep conv weights and image batches channels-last (NHWC): "
+                                "oneDNN's preferred layout, a few % faster per CPU step for the conv backbone; "
+                                "results differ from NCHW only by float rounding")
     cache_images: bool = Field(True, description="keep resized images and masks in memory after the first read")
     overlays: int = Field(12, ge=0, description="val predictions drawn into overlays.png at the end")

@@ -114,6 +114,10 @@ class ExpressionDataset(Dataset):
         """A dataset of ``n`` evenly spaced expressions (deterministic; all when n is None or >= len)."""
         if n is None or n >= len(self):
             return self
-        keep = np.linspace(0, len(self) - 1, n).round().astype(int)
+        return self.select(np.linspace(0, len(self) - 1, n).round().astype(int))
+
+    def select(self, indices: Sequence[int]) -> ExpressionDataset:
+        """The expressions at ``indices`` (in that order), sharing this dataset's image caches."""
+        keep = np.asarray(indices, dtype=np.int64)
         return self._replace(expressions=[self.expressions[k] for k in keep], input_ids=self.input_ids[keep],
                              attention_mask=self.attention_mask[keep])

@@ -39,6 +39,11 @@ def amp_dtype(device: torch.device, mode: str) -> torch.dtype | None:
     return None
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The layout for conv models and their image batches: ``channels_last`` (NHWC) or NCHW."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """``torch.autocast`` for ``dtype`` on ``device``, or a no-op context when ``dtype`` is None."""
     if dtype is None:

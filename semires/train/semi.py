@@ -33,16 +33,15 @@ from tqdm import tqdm
 from semires import io
 from semires.data.index import RefIndex
 from semires.errors import DataError, SemiresError
-from semires.eval.evaluate import evaluate_model
+from semires.eval.evaluate import draw_predictions, evaluate_model
 from semires.eval.metrics import intersection_union
-from semires.eval.overlays import pick_indices, save_overlays
 from semires.models import load_tokenizer
 from semires.pseudo.predict import teacher_predict
 from semires.refine import CandidateSource, RefineConfig, refine
 from semires.refine.atoms import pack_for_device
 from semires.tracking import Tracker, TrackingConfig
 from semires.train import ddp
-from semires.train.checkpoint import load_model, resume_training, save_checkpoint, save_model
+from semires.train.checkpoint import load_model, load_model_file, resume_training, save_checkpoint, save_model
 from semires.train.dataset import ExpressionDataset
 from semires.train.ema import MeanTeacher
 from semires.train.losses import check_finite, segmentation_loss, supervised_loss
@@ -194,7 +193,7 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
                               None if online else str(refined_dir))
     if not online:
         refine_cfg = unl_ds.refine_cfg  # stored targets: the settings that made them, whatever params say now
-    warm_text_cache(student, lab_ds, unl_base, val_ds)
+    warm_text_cache(student, lab_ds, unl_base, val_ds, dtype=dtype)
     pair = MeanTeacher(student.train())
     optimizer = build_optimizer(student, cfg.lr, cfg.weight_decay, cfg.betas)
     total = cfg.steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * len(unl_ds) / cfg.unlabeled_batch))
@@ -253,6 +252,13 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
             _evaluate(pair.teacher, val_ds, cfg, device, dtype, progress, state, step, out_dir, model_cfg, size, trk)
             checkpoint()
         result = _finish(state, cfg, total, len(lab_ds), len(unl_ds), len(val_ds), t_start, out_dir)
+        if (out_dir / "best.safetensors").is_file():
+            # the kept teacher's predictions, drawn once (its weights replace the teacher's: training is over)
+            load_model_file(pair.teacher, out_dir / "best.safetensors")
+            m = state["best"]
+            draw_predictions(pair.teacher, val_ds, cfg.overlays, out_dir / f"overlays_{cfg.val_split}.png",
+                             f"teacher, {cfg.val_split} step {state['best_step']}: mIoU {m['mIoU']:.1f}, "
+                             f"oIoU {m['oIoU']:.1f}", batch_size=cfg.eval_batch_size, device=device, dtype=dtype)
         trk.log_metrics({f"best.{k}": v for k, v in (state["best"] or {}).items()})
         for name in ("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors", "config.json"):
             trk.log_artifact(out_dir / name)
@@ -314,8 +320,7 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
 def _evaluate(teacher, val_ds, cfg: SemiConfig, device, dtype, progress: bool, state: dict, step: int, out_dir: Path,
               model_cfg, size: int, trk: Tracker) -> None:
     res = evaluate_model(teacher, val_ds, batch_size=cfg.eval_batch_size, device=device, dtype=dtype,
-                         sample_indices=pick_indices(len(val_ds), cfg.overlays), progress=progress,
-                         desc=f"val step {step}")
+                         progress=progress, desc=f"val step {step}")
     m = res.metrics
     state["history"].append({"step": step, **m})
     trk.log_metrics(m, step=step, prefix=f"{cfg.val_split}.")
@@ -323,9 +328,6 @@ def _evaluate(teacher, val_ds, cfg: SemiConfig, device, dtype, progress: bool, s
         state["best"], state["best_step"] = dict(m), step
         save_model(out_dir / "best.safetensors", teacher, model_cfg,
                    {"image_size": size, "step": step, "val_split": cfg.val_split, "val": m, "role": "ema_teacher"})
-        if res.samples:
-            save_overlays(res.samples, out_dir / f"overlays_{cfg.val_split}.png",
-                          title=f"teacher, {cfg.val_split} step {step}: mIoU {m['mIoU']:.1f}, oIoU {m['oIoU']:.1f}")
 
 
 def _finish(state: dict, cfg: SemiConfig, total: int, n_lab: int, n_unl: int, n_val: int, t_start: float,

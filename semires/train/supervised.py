@@ -30,16 +30,15 @@ from semires import io
 from semires.data.index import RefIndex
 from semires.data.splits import read_ids
 from semires.errors import DataError, SemiresError
-from semires.eval.evaluate import evaluate_model
-from semires.eval.overlays import pick_indices, save_overlays
+from semires.eval.evaluate import draw_predictions, evaluate_model
 from semires.models import ModelConfig, build_model, load_tokenizer
 from semires.models.category_head import category_lookup
 from semires.tracking import Tracker, TrackingConfig
 from semires.train import ddp
 from semires.train.checkpoint import (
     load_checkpoint,
+    load_model_file,
     load_model_state,
-    read_model_file,
     restore_rng,
     save_checkpoint,
     save_model,
@@ -48,7 +47,7 @@ from semires.train.config import BurnInConfig
 from semires.train.dataset import ExpressionDataset
 from semires.train.losses import category_loss, check_finite, supervised_loss
 from semires.train.optim import build_optimizer, build_scheduler
-from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
+from semires.train.runtime import amp_dtype, autocast, configure, memory_format, seed_everything
 from semires.train.sampler import StreamBatchSampler, steps_per_epoch
 
 # burn_in fields that may change between a run and its resume without changing the result
@@ -65,9 +64,14 @@ def resolve_labeled(spec: str | Path) -> list[int] | None:
     return read_ids(p / "labeled.txt" if p.is_dir() else p)
 
 
-def warm_text_cache(model: torch.nn.Module, *datasets: ExpressionDataset) -> None:
+def warm_text_cache(model: torch.nn.Module, *datasets: ExpressionDataset, dtype: torch.dtype | None = None) -> None:
     """Encode every distinct sentence once, in a fixed order, so cached features never depend on
-    which batch first met a sentence (this keeps resumed runs bit-identical)."""
+    which batch first met a sentence (this keeps resumed runs bit-identical).
+
+    ``dtype``: the training's autocast dtype (None = full precision). The features are those an
+    autocast forward would compute, and in bf16 the encoding takes half the time (about 7 of 15 s
+    for RefShapes' 8.8k sentences on 2 CPU cores).
+    """
     text = getattr(model, "text", None)
     if text is None or not getattr(text, "use_cache", False):
         return
@@ -82,7 +86,8 @@ def warm_text_cache(model: torch.nn.Module, *datasets: ExpressionDataset) -> Non
                 rows_mask.append(mask)
     if rows_ids:
         device = next(model.parameters()).device
-        text.warm_cache(torch.stack(rows_ids).to(device), torch.stack(rows_mask).to(device))
+        with autocast(device, dtype):
+            text.warm_cache(torch.stack(rows_ids).to(device), torch.stack(rows_mask).to(device))
 
 
 def _category_classes(index: RefIndex, model_cfg: ModelConfig, cfg: BurnInConfig) -> dict[int, int] | None:
@@ -156,8 +161,9 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
                                           ).subset(cfg.val_max_expressions)
     if len(val_ds) == 0:
         raise DataError(f"no expressions in split '{cfg.val_split}'", index.path, "set burn_in.val_split")
-    model = build_model(model_cfg).to(device)
-    warm_text_cache(model, train_ds, val_ds)
+    layout = memory_format(cfg.channels_last)
+    model = build_model(model_cfg).to(device, memory_format=layout)
+    warm_text_cache(model, train_ds, val_ds, dtype=dtype)
     net = ddp.wrap(model, info)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas)
     spe = steps_per_epoch(len(train_ds), cfg.batch_size, info.world_size, cfg.steps_per_epoch)
@@ -208,7 +214,8 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
                        unit="step", leave=False)
             for batch in bar:
                 with autocast(device, dtype):
-                    out = net(batch["image"].to(device, non_blocking=True), batch["input_ids"].to(device),
+                    out = net(batch["image"].to(device, non_blocking=True, memory_format=layout),
+                              batch["input_ids"].to(device),
                               batch["attention_mask"].to(device), return_categories=aux)
                 logits, cat_logits = out if aux else (out, None)
                 loss = supervised_loss(logits, batch["mask"].to(device), cfg.class_weights, cfg.dice_weight)
@@ -241,7 +248,7 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
                                 step, out_dir, model_cfg, info.is_main, trk)
             checkpoint(epoch_done)
         result = _finish(model, model_cfg, cfg, state, out_dir, total, spe, len(train_ds), t_start, trk,
-                         info.is_main, val_ds)
+                         info.is_main, val_ds, device, dtype)
     ddp.barrier()
     if info.is_main:
         io.mark_complete(out_dir, {"steps": total, "best_val_oIoU": (state["best"] or {}).get("oIoU")})
@@ -250,8 +257,7 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
 
 def _evaluate_epoch(model, val_ds, cfg: BurnInConfig, device, dtype, progress: bool, state: dict, epoch: int,
                     step: int, out_dir: Path, model_cfg: ModelConfig, is_main: bool, trk: Tracker) -> None:
-    res = evaluate_model(model, val_ds, batch_size=cfg.eval_batch_size, device=device, dtype=dtype,
-                         sample_indices=pick_indices(len(val_ds), cfg.overlays), progress=progress,
+    res = evaluate_model(model, val_ds, batch_size=cfg.eval_batch_size, device=device, dtype=dtype, progress=progress,
                          desc=f"val epoch {epoch}")
     m = res.metrics
     state["history"].append({"epoch": epoch, "step": step, **m})
@@ -262,29 +268,36 @@ def _evaluate_epoch(model, val_ds, cfg: BurnInConfig, device, dtype, progress: b
             save_model(out_dir / "best.safetensors", model, model_cfg,
                        {"image_size": cfg.image_size, "epoch": epoch, "step": step, "val_split": cfg.val_split,
                         "val": m})
-            if res.samples:
-                save_overlays(res.samples, out_dir / f"overlays_{cfg.val_split}.png",
-                              title=f"{cfg.val_split} epoch {epoch}: mIoU {m['mIoU']:.1f}, oIoU {m['oIoU']:.1f}")
 
 
 def _finish(model, model_cfg: ModelConfig, cfg: BurnInConfig, state: dict, out_dir: Path, total: int, spe: int,
-            n_train: int, t_start: float, trk: Tracker, is_main: bool, val_ds: ExpressionDataset) -> dict:
+            n_train: int, t_start: float, trk: Tracker, is_main: bool, val_ds: ExpressionDataset, device,
+            dtype) -> dict:
+    """metrics.json, the best weights' overlays and the MLflow artifacts (main process); leaves the
+    best weights in ``model`` on every process."""
     result = {"best_epoch": state["best_epoch"], "best": state["best"],
               "last": state["history"][-1] if state["history"] else None, "history": state["history"],
               "steps": total, "steps_per_epoch": spe, "epochs": cfg.epochs, "train_expressions": n_train,
               "val_expressions": len(val_ds), "train_s": round(state["train_s"], 2),
               "train_images_per_s": round(state["images"] / max(state["train_s"], 1e-9), 2),
               "wall_s_this_process": round(time.perf_counter() - t_start, 2)}
+    ddp.barrier()  # the main process has written best.safetensors
+    best_file = out_dir / "best.safetensors"
+    if best_file.is_file():
+        load_model_file(model, best_file)
     if not is_main:
         return result
     io.write_json(out_dir / "metrics.json", result)
+    if best_file.is_file():
+        m = state["best"]
+        draw_predictions(model, val_ds, cfg.overlays, out_dir / f"overlays_{cfg.val_split}.png",
+                         f"{cfg.val_split} epoch {state['best_epoch']}: mIoU {m['mIoU']:.1f}, oIoU {m['oIoU']:.1f}",
+                         batch_size=cfg.eval_batch_size, device=device, dtype=dtype)
     best = {f"best.{k}": v for k, v in (state["best"] or {}).items()}
     trk.log_metrics({**best, "train_images_per_s": result["train_images_per_s"]})
     for name in ("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors"):
         trk.log_artifact(out_dir / name)
-    if trk.enabled and trk.cfg.log_model and (out_dir / "best.safetensors").is_file():
-        weights, _, _ = read_model_file(out_dir / "best.safetensors")
-        load_model_state(model, weights, out_dir / "best.safetensors")
+    if trk.enabled and trk.cfg.log_model and best_file.is_file():
         batch = [val_ds[i] for i in range(min(2, len(val_ds)))] * (2 if len(val_ds) < 2 else 1)
         example = tuple(torch.stack([b[k] for b in batch]) for k in ("image", "input_ids", "attention_mask"))
         trk.log_model(model.cpu(), example)

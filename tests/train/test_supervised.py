@@ -245,3 +245,55 @@ def test_early_epochs_train_at_the_early_size_and_resume_there(tmp_path, tiny_te
     assert done == full["steps"] and resumed["history"] == full["history"]
     resumed_from = (kill // 2) * 2  # the last checkpoint before the kill (checkpoint_every=2)
     assert sizes == [48] * (2 * spe - resumed_from) + [64] * spe
+
+
+def test_channels_last_trains_on_nhwc_batches_and_resumes_bit_exactly(tmp_path, tiny_text, mini_index, monkeypatch):
+    import semires.train.supervised as sup
+
+    layouts: list[bool] = []  # per training step: image batch and first conv's weight both channels-last
+    build = sup.build_model
+
+    def recording_build(cfg):
+        model = build(cfg)
+        conv = model.backbone.stem[0]
+        model.register_forward_pre_hook(lambda m, args: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)
+            and conv.weight.is_contiguous(memory_format=torch.channels_last)) if m.training else None)
+        return model
+
+    monkeypatch.setattr(sup, "build_model", recording_build)
+    model_cfg, cfg = _cfgs(tiny_text, epochs=2, batch_size=4, checkpoint_every=2, channels_last=True)
+    full = train_supervised(mini_index, None, tmp_path / "full", model_cfg, cfg, OFF, progress=False)
+    assert layouts and all(layouts) and len(layouts) == full["steps"]
+
+    def kill_at_3(step):
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_supervised(mini_index, None, tmp_path / "cut", model_cfg, cfg, OFF, step_hook=kill_at_3, progress=False)
+    resumed = train_supervised(mini_index, None, tmp_path / "cut", model_cfg, cfg, OFF, progress=False)
+    assert resumed["history"] == full["history"]
+    a, _, _ = read_model_file(tmp_path / "full" / "best.safetensors")
+    b, _, _ = read_model_file(tmp_path / "cut" / "best.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_overlays_are_drawn_once_at_the_end_from_the_best_weights(tmp_path, tiny_text, mini_index, monkeypatch):
+    import semires.train.supervised as sup
+
+    drawn = []
+    draw = sup.draw_predictions
+
+    def recording_draw(model, dataset, n, path, title=None, **kw):
+        drawn.append(({k: v.clone() for k, v in model.trainable_state_dict().items()}, title))
+        return draw(model, dataset, n, path, title, **kw)
+
+    monkeypatch.setattr(sup, "draw_predictions", recording_draw)
+    model_cfg, cfg = _cfgs(tiny_text, epochs=3)
+    res = train_supervised(mini_index, None, tmp_path / "run", model_cfg, cfg, OFF, progress=False)
+    assert len(drawn) == 1 and (tmp_path / "run" / "overlays_val.png").is_file()
+    best, _, _ = read_model_file(tmp_path / "run" / "best.safetensors")
+    weights, title = drawn[0]
+    assert all(torch.equal(weights[k], best[k]) for k in best)
+    assert title.startswith(f"val epoch {res['best_epoch']}:")
