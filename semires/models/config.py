@@ -51,6 +51,11 @@ class ModelConfig(Section):
                        "default: at 64 px, stride-4 logits cap RefShapes val mIoU near 64)")
     detail_channels: int = Field(16, ge=4, description="channels of the detail head (detail_stride 1 or 2)")
     num_classes: Literal[2] = 2
+    context_stages: list[int] = Field([], description="stages (0 = stride 4) whose fused features get directional "
+                                      "context: per position, the maximum of a few learned channels left of, right "
+                                      "of, above and below it and over the image (semires.models.context; not in "
+                                      "LAVT), for superlatives and relations; [] = none")
+    context_channels: int = Field(16, ge=1, description="channels the directional context pools")
     # auxiliary task
     categories: int = Field(0, ge=0, description="object categories an auxiliary head segments from the "
                             "backbone's features before fusion, at least the index's category count (RefShapes: "

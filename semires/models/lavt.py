@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semires.models.category_head import CategoryHead
+from semires.models.context import DirectionalContext
 from semires.models.decoder import SegDecoder
 from semires.models.fusion import FusionBlock
 from semires.models.text import TextEncoder
@@ -23,13 +24,16 @@ class LAVT(nn.Module):
     stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W).
     With ``return_categories`` (a model with a category head, training only) it returns
     ``(logits, category_logits)``, the latter (B, categories + 1, H_s, W_s) at the finest stage
-    the head reads (:class:`~semires.models.category_head.CategoryHead`).
+    the head reads (:class:`~semires.models.category_head.CategoryHead`). Stages in
+    ``context_stages`` pass their fused features through a
+    :class:`~semires.models.context.DirectionalContext`.
     """
 
     def __init__(self, text: TextEncoder, backbone: nn.Module, fusion_heads: int = 1, fusion_dropout: float = 0.0,
                  decoder_channels: int = 64, num_classes: int = 2, coord_features: bool = False,
                  sentence_film: bool = False, detail_stride: int = 4, detail_channels: int = 16,
-                 categories: int = 0, category_stages: tuple[int, ...] = (0, 1)):
+                 categories: int = 0, category_stages: tuple[int, ...] = (0, 1),
+                 context_stages: tuple[int, ...] = (), context_channels: int = 16):
         super().__init__()
         self.text = text
         self.backbone = backbone
@@ -43,6 +47,10 @@ class LAVT(nn.Module):
                              f"{len(backbone.channels)} stages")
         self.category_head = (CategoryHead([backbone.channels[s] for s in self.category_stages], categories)
                            if categories else None)
+        if not all(0 <= s < len(backbone.channels) for s in context_stages):
+            raise ValueError(f"context_stages {context_stages} outside the backbone's {len(backbone.channels)} stages")
+        self.contexts = nn.ModuleDict({str(s): DirectionalContext(backbone.channels[s], context_channels)
+                                       for s in sorted(set(context_stages))})
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 return_categories: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -57,6 +65,8 @@ class LAVT(nn.Module):
             if return_categories and i in self.category_stages:
                 visual.append(x)
             x = fusion(x, words, word_mask)
+            if str(i) in self.contexts:
+                x = self.contexts[str(i)](x)
             feats.append(self.backbone.out_norm(i, x))
             if i < last:
                 x = self.backbone.down(i, x)

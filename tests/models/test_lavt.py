@@ -36,7 +36,8 @@ def test_forward_shape_any_input_size(tiny_text, size, detail_stride):
 
 @pytest.mark.parametrize("options", [{}, {"sentence_film": True, "coord_features": False, "fusion_heads": 2},
                                      {"detail_stride": 2}, {"detail_stride": 1, "detail_channels": 4},
-                                     {"categories": 3, "category_stages": [0, 1, 2, 3]}])
+                                     {"categories": 3, "category_stages": [0, 1, 2, 3]},
+                                     {"context_stages": [0, 1, 2, 3], "context_channels": 4}])
 def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, options):
     model = _tiny(tiny_text, **options).train()
     x, ids, mask = _inputs(tiny_text)
@@ -54,6 +55,17 @@ def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, op
     assert any(p.grad.abs().sum() > 0 for p in trainable.values())
     for n, p in model.text.named_parameters():
         assert not p.requires_grad and p.grad is None, n
+
+
+
+@pytest.mark.parametrize("detail_stride", [4, 2])
+def test_channels_last_model_computes_the_same_function(tiny_text, detail_stride):
+    model = _tiny(tiny_text, detail_stride=detail_stride, categories=3).eval()
+    x, ids, mask = _inputs(tiny_text, h=40, w=56)
+    ref = model(x, ids, mask)
+    model = model.to(memory_format=torch.channels_last)
+    out = model(x.contiguous(memory_format=torch.channels_last), ids, mask)
+    assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
 
 
 def test_unfrozen_text_encoder_trains(tiny_text):
@@ -238,3 +250,39 @@ def test_pixel_word_attention_is_a_masked_softmax_over_the_words():
     changed[0, :, 3] = 100.0
     changed[1, :, 1:] = -100.0
     assert torch.allclose(att(pixels, changed, word_mask), att(pixels, words, word_mask), atol=1e-6)
+
+
+def test_directional_context_pools_strictly_left_right_above_below_and_globally():
+    from semires.models.context import DirectionalContext, exclusive_cummax
+
+    x = torch.tensor([[1.0, 3.0, 2.0, 5.0]])
+    assert exclusive_cummax(x, 1).tolist() == [[0.0, 1.0, 3.0, 3.0]]
+    assert exclusive_cummax(x, 1, reverse=True).tolist() == [[5.0, 5.0, 5.0, 0.0]]
+
+    torch.manual_seed(0)
+    block = DirectionalContext(6, hidden=3)
+    x = torch.randn(2, 6, 5, 7)
+    assert torch.equal(block(x), x)  # zero-initialised output: starts as the identity
+    torch.nn.init.normal_(block.proj.weight)
+    torch.nn.init.normal_(block.proj.bias)
+    f = block.pick(x)
+
+    def most(region):  # (B, k) max over a region of the map, 0 when it is empty
+        return region.flatten(2).amax(2) if region.numel() else torch.zeros(2, 3)
+
+    ctx = torch.zeros(2, 15, 5, 7)  # the five pooled maps, position by position
+    for yy in range(5):
+        for xx in range(7):
+            parts = [most(f[:, :, :, :xx]), most(f[:, :, :, xx + 1:]), most(f[:, :, :yy, :]),
+                     most(f[:, :, yy + 1:, :]), most(f)]
+            ctx[:, :, yy, xx] = torch.cat(parts, dim=1)
+    assert torch.allclose(block(x), x + block.proj(ctx), atol=1e-5)
+
+def test_directional_context_depends_on_each_sample_alone():
+    from semires.models.context import DirectionalContext
+
+    torch.manual_seed(0)
+    block = DirectionalContext(4, hidden=2)
+    torch.nn.init.normal_(block.proj.weight)
+    x = torch.randn(3, 4, 6, 6)
+    assert torch.allclose(block(x)[1:2], block(x[1:2]), atol=1e-6)
