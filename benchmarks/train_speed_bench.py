@@ -20,22 +20,24 @@ import time
 from pathlib import Path
 
 import torch
-from supervised_bench import FULL_MODEL  # run as a script, this folder is on sys.path
+from supervised_bench import FULL, FULL_MODEL  # run as a script, this folder is on sys.path
 
 from semires import io
 from semires.hardware import cpu_amp, load_averages
 from semires.models import ModelConfig, build_model, load_tokenizer, tokenize
 from semires.train.losses import category_loss, supervised_loss
 from semires.train.optim import build_optimizer
-from semires.train.runtime import amp_dtype, autocast
+from semires.train.runtime import amp_dtype, autocast, memory_format
 
 SENTENCES = ["the small red star left of the ring", "the big blue thing in between the star and the green shape",
              "the highest green star", "the medium-sized object on the left of the red thing"]
 
 
-def measure(model, size: int, batch: int, steps: int, ids, mask, dtype) -> tuple[float, float]:
+def measure(model, size: int, batch: int, steps: int, ids, mask, dtype,
+            channels_last: bool = False) -> tuple[float, float]:
     cpu = torch.device("cpu")
-    x = torch.randn(batch, 3, size, size)
+    model.to(memory_format=memory_format(channels_last))
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=memory_format(channels_last))
     y = (torch.rand(batch, size, size) > 0.8).long()
     aux = model.category_head is not None  # burn-in then adds the category loss (burn_in.category_weight)
     cats = torch.randint(0, 9, (batch, size, size))
@@ -80,15 +82,18 @@ def main() -> None:
     ids, mask = tokenize(tok, [SENTENCES[i % len(SENTENCES)] for i in range(args.batch)], 20)
     cfg = ModelConfig()  # the library defaults: no category head, as params.yaml
     model = build_model(cfg)
-    # one-off text cost: unique sentences through the frozen MiniLM (what training's warm-up pays)
+    dtype = amp_dtype(torch.device("cpu"), args.amp)
+    # one-off text cost: unique sentences through the frozen MiniLM (what training's warm-up pays,
+    # under the same autocast)
     many = [f"{s} number {i}" for i in range(64) for s in SENTENCES]
     mids, mmask = tokenize(tok, many, 20)
     t0 = time.perf_counter()
-    model.text.warm_cache(mids, mmask)
+    with autocast(torch.device("cpu"), dtype):
+        model.text.warm_cache(mids, mmask)
     text_rate = len(many) / (time.perf_counter() - t0)
-    dtype = amp_dtype(torch.device("cpu"), args.amp)
     # beside it the 100 % supervised run's model (the auxiliary category head and its loss, LAVT's
-    # stride-4 logits), taken from that benchmark so the two cannot drift apart
+    # stride-4 logits, directional context) and layout, taken from that benchmark so the two cannot
+    # drift apart
     full_cfg = ModelConfig(**FULL_MODEL)
     headed = build_model(full_cfg)
     headed.text = model.text  # shares the warmed sentence cache
@@ -96,8 +101,9 @@ def main() -> None:
     for n in threads:
         torch.set_num_threads(n)
         for size in (int(s) for s in args.sizes.split(",")):
-            for name, net in (("lavt_tiny", model), ("lavt_tiny, 100 % run", headed)):
-                tr, ev = measure(net, size, args.batch, args.steps, ids, mask, dtype)
+            for name, net, nhwc in (("lavt_tiny", model, False),
+                                    ("lavt_tiny, 100 % run", headed, FULL.get("channels_last", False))):
+                tr, ev = measure(net, size, args.batch, args.steps, ids, mask, dtype, nhwc)
                 raw.append({"model": name, "threads": n, "image_size": size, "batch": args.batch, "amp": args.amp,
                             "train_images_per_s": tr, "eval_images_per_s": ev})
                 rows.append([name, n, size, args.batch, args.amp, round(tr, 1), round(ev, 1)])
@@ -112,10 +118,12 @@ def main() -> None:
                   "forward + CE + Dice (+ the category loss with the head) + backward + AdamW (the default model: "
                   f"{cfg.fusion_heads} fusion heads, stride-{cfg.detail_stride} detail head; '100 % run' is the model "
                   f"of the 100 % supervised run: the auxiliary head on stages {full_cfg.category_stages} for 8 "
-                  f"categories and stride-{full_cfg.detail_stride} logits without the detail head; the two alternate "
-                  "per setting). "
+                  f"categories, stride-{full_cfg.detail_stride} logits without the detail head, directional context "
+                  f"after stages {full_cfg.context_stages}, channels-last: {FULL.get('channels_last', False)}; the two "
+                  "alternate per setting). "
                   "Frozen MiniLM encodes "
-                  f"{text_rate:.0f} sentences/s once (cached after), measured with {threads[0]} thread(s). Load average "
+                  f"{text_rate:.0f} sentences/s once (cached after; autocast {args.amp}), measured with {threads[0]} thread(s). "
+                  "Load average "
                   f"{load_before} before, {load_averages()} after (the benchmark itself keeps one or two cores busy)."),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "date": dt.date.today().isoformat()})
