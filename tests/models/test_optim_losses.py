@@ -7,7 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from semires.errors import TrainingDiverged
-from semires.train.losses import IGNORE_INDEX, category_loss, check_finite, dice_loss, segmentation_loss
+from semires.train.losses import (
+    IGNORE_INDEX,
+    category_loss,
+    cell_fractions,
+    check_finite,
+    dice_loss,
+    grid_supervised_loss,
+    segmentation_loss,
+    supervised_loss,
+)
 from semires.train.optim import build_optimizer, build_scheduler, param_groups, poly_factor
 
 
@@ -30,6 +39,28 @@ def test_param_groups_skip_norms_biases_positions_and_frozen(tiny_text):
     assert "text.model.embeddings.word_embeddings.weight" not in d | nd
     n_trainable = sum(1 for p in model.parameters() if p.requires_grad)
     assert len(d) + len(nd) == n_trainable
+
+
+def test_adamw_is_fused_where_torch_has_it_and_matches_the_loop(tiny_text):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4))
+    loop = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4))
+    loop.load_state_dict(net.state_dict())
+    before = [p.detach().clone() for p in net.parameters()]
+    fused = build_optimizer(net, 1e-2, 0.01)
+    assert fused.defaults["fused"] is True
+    ref = torch.optim.AdamW(param_groups(loop, 0.01), lr=1e-2, foreach=False)
+    x = torch.randn(2, 3, 8, 8)
+    for _ in range(3):
+        for model, opt in ((net, fused), (loop, ref)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    # the same update to float rounding; Adam divides by sqrt(v) + eps, which magnifies rounding where a
+    # gradient is near zero, so single elements may differ by part of a step: compare on average
+    moved = torch.cat([(a - s).abs().flatten() for a, s in zip(net.parameters(), before)]).mean()
+    diff = torch.cat([(a - b).abs().flatten() for a, b in zip(net.parameters(), loop.parameters())]).mean()
+    assert moved > 1e-2 and diff < 0.01 * moved
 
 
 def test_poly_schedule():
@@ -103,6 +134,39 @@ def test_dice_loss_ignores_unlabelled_pixels_and_has_gradients():
     logits = torch.randn(2, 2, 8, 8, requires_grad=True)
     dice_loss(logits, target).backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dice_weight", [0.0, 1.0])
+def test_grid_loss_is_the_input_size_loss_of_nearest_upsampled_logits(dice_weight):
+    torch.manual_seed(0)
+    coarse = torch.randn(3, 2, 4, 5, requires_grad=True)
+    target = (torch.rand(3, 16, 20) > 0.7).long()
+    target[1, :6] = IGNORE_INDEX  # unlabelled pixels drop out of both terms
+    grid = grid_supervised_loss(coarse, target, (0.9, 1.1), dice_weight)
+    nearest = coarse.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    full = supervised_loss(nearest, target, (0.9, 1.1), dice_weight)
+    assert float(grid) == pytest.approx(float(full), rel=1e-5)
+    (g_grid,) = torch.autograd.grad(grid, coarse)
+    (g_full,) = torch.autograd.grad(full, coarse)
+    torch.testing.assert_close(g_grid, g_full, rtol=1e-4, atol=1e-6)
+
+
+def test_cell_fractions_and_the_grid_loss_optimum():
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, :3, :4] = 1  # the top-left 4 x 4 cell is 3/4 object
+    target[0, 4:, 4:] = IGNORE_INDEX
+    fg, bg = cell_fractions(target, (2, 2))
+    torch.testing.assert_close(fg, torch.tensor([[[0.75, 0.0], [0.0, 0.0]]]))
+    torch.testing.assert_close(bg, torch.tensor([[[0.25, 1.0], [1.0, 0.0]]]))
+    # unweighted CE is smallest where each cell predicts its object fraction
+    logit = torch.zeros(1, 2, 2, 2, requires_grad=True)
+    opt = torch.optim.SGD([logit], lr=5.0)
+    for _ in range(300):
+        opt.zero_grad()
+        grid_supervised_loss(logit, target, (1.0, 1.0)).backward()
+        opt.step()
+    prob = logit.detach().softmax(1)[0, 1, 0, 0]
+    assert float(prob) == pytest.approx(0.75, abs=0.01)
 
 
 def test_category_loss_downsamples_the_target_to_the_head_stride():
