@@ -248,7 +248,8 @@ def _layout(raw: list[dict]) -> str:
 
 
 def _loss_grid(raw: list[dict]) -> str:
-    """Which rows scored the referring loss at the logit grid (burn_in.loss_resolution: logits)."""
+    """Which rows scored the referring loss at the logit grid (burn_in.loss_resolution: logits, an option
+    tried at 100 % and removed: 65.5 val mIoU in 8 epochs, supervised_bench_128px_grid_loss)."""
     rows = [f"{100 * r['ratio']:g}%" for r in raw if r["config"].get("loss_resolution") == "logits"]
     return f"; referring loss at the logit grid in {', '.join(rows)}" if rows else ""
 

@@ -23,10 +23,9 @@ class LAVT(nn.Module):
             over dim 1 gives the mask.
     H and W may be any size; features are taken at strides 4/8/16/32, the decoder predicts at
     stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W).
-    ``upsample=False`` returns the logits at that stride instead (for
-    :func:`~semires.train.losses.grid_supervised_loss`). With ``return_categories`` (a model with a
-    category head, training only) it returns ``(logits, category_logits)``, the latter
-    (B, categories + 1, H_s, W_s) at the finest stage the head reads (:class:`~semires.models.category_head.CategoryHead`). Stages in
+    With ``return_categories`` (a model with a category head, training only) it returns
+    ``(logits, category_logits)``, the latter (B, categories + 1, H_s, W_s) at the finest stage the
+    head reads (:class:`~semires.models.category_head.CategoryHead`). Stages in
     ``context_stages`` pass their fused features through a
     :class:`~semires.models.context.DirectionalContext`.
     """
@@ -55,8 +54,7 @@ class LAVT(nn.Module):
                                        for s in sorted(set(context_stages))})
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                return_categories: bool = False,
-                upsample: bool = True) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                return_categories: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         words = self.text(input_ids, attention_mask)                    # (B, L, Cl)
         # token positions that are padding in every expression of the batch are masked out of every
         # fusion, so dropping them computes the same function; pixel-word attention costs about
@@ -83,9 +81,8 @@ class LAVT(nn.Module):
         # float32 NCHW before the upsampling: under CPU autocast the decoder's logits are bf16 and (from
         # a channels-last model) NHWC with 2 channels, where the upsampling and its backward took 2x as
         # long, and the losses cast the full-size result to float32 anyway
-        logits = self.decoder(feats, images).float().contiguous()
-        if upsample:
-            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(self.decoder(feats, images).float().contiguous(), size=images.shape[-2:],
+                               mode="bilinear", align_corners=False)
         if not return_categories:
             return logits
         if self.category_head is None:

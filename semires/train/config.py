@@ -35,11 +35,6 @@ class BurnInConfig(Section):
     dice_weight: float = Field(1.0, ge=0.0, description="weight of a soft Dice term added to the cross-entropy "
                                "(0 = LAVT's CE only, the paper's setting); helps small objects, which CE "
                                "averages away")
-    loss_resolution: Literal["input", "logits"] = Field(
-        "input", description="where the referring loss is scored: input = on the logits upsampled to the image "
-        "(LAVT); logits = at the logit grid against each cell's fraction of object pixels (the same loss as for "
-        "nearest-upsampled logits, semires.train.losses.grid_supervised_loss), which skips the upsampling and "
-        "scores 16x fewer positions at stride 4")
     category_weight: float = Field(0.0, ge=0.0, description="weight of an auxiliary loss that segments every "
                                    "annotated object of a labeled image by category from the backbone's pre-fusion "
                                    "features (needs model.categories; 0 = off, the paper's setting). Teaches a "

@@ -71,53 +71,6 @@ def supervised_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: S
     return loss
 
 
-def cell_fractions(target: torch.Tensor, size: tuple[int, int],
-                   ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per cell of a coarser grid, the fractions of its pixels that are object and labelled background.
-
-    Args:
-        target: (B, H, W) int64 in {0, 1} or ``ignore_index``.
-        size: (h, w) of the grid; cells are the bins of ``adaptive_avg_pool2d`` (exact 4 x 4 blocks for
-            stride-4 logits of an image whose sides divide by 4).
-    Returns:
-        (fg, bg): two (B, h, w) float32 in [0, 1]; ``fg + bg`` < 1 where a cell holds unlabelled pixels.
-    """
-    both = torch.stack([target == 1, target == 0], dim=1).float()
-    fg, bg = F.adaptive_avg_pool2d(both, size).unbind(1)
-    return fg, bg
-
-
-def grid_supervised_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: Sequence[float] = (0.9, 1.1),
-                         dice_weight: float = 0.0, eps: float = 1.0) -> torch.Tensor:
-    """:func:`supervised_loss` computed at the logit grid instead of the input size.
-
-    Each logit cell stands for the pixels it covers, as if upsampled by nearest neighbour: the
-    class-weighted cross-entropy is ``-sum(w1 fg log p1 + w0 bg log p0) / sum(w1 fg + w0 bg)`` over cells
-    and the Dice sums weigh each cell by its pixel count, with ``fg``/``bg`` from :func:`cell_fractions`.
-    That is exactly the input-size loss of those nearest-upsampled logits (for cells of equal size), it
-    is minimised by p1 = the cell's (weighted) object fraction, and it skips the upsampling and scores
-    16x fewer positions at stride 4. Evaluation still upsamples bilinearly.
-
-    Args:
-        logits: (B, 2, h, w) float at the model's output stride (``LAVT(..., upsample=False)``).
-        target: (B, H, W) int64 in {0, 1} or ``ignore_index``, at input size.
-    Returns:
-        scalar >= 0.
-    """
-    fg, bg = cell_fractions(target, tuple(logits.shape[-2:]))
-    logp = logits.float().log_softmax(dim=1)
-    w0, w1 = (float(w) for w in class_weights)
-    weight = w1 * fg + w0 * bg
-    ce = -(w1 * fg * logp[:, 1] + w0 * bg * logp[:, 0]).sum() / weight.sum().clamp_min(1e-12)
-    if not dice_weight:
-        return ce
-    area = target.shape[-2] * target.shape[-1] / (fg.shape[-2] * fg.shape[-1])  # pixels per cell: eps in pixels
-    prob = logp[:, 1].exp()
-    inter = area * (prob * fg).flatten(1).sum(1)
-    total = area * ((prob * (fg + bg)).flatten(1).sum(1) + fg.flatten(1).sum(1))
-    return ce + dice_weight * (1.0 - (2.0 * inter + eps) / (total + eps)).mean()
-
-
 def category_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the auxiliary category head (:class:`~semires.models.category_head.CategoryHead`).
 

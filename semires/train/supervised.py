@@ -45,7 +45,7 @@ from semires.train.checkpoint import (
 )
 from semires.train.config import BurnInConfig
 from semires.train.dataset import ExpressionDataset
-from semires.train.losses import category_loss, check_finite, grid_supervised_loss, supervised_loss
+from semires.train.losses import category_loss, check_finite, supervised_loss
 from semires.train.optim import build_optimizer, build_scheduler
 from semires.train.runtime import amp_dtype, autocast, configure, memory_format, seed_everything
 from semires.train.sampler import StreamBatchSampler, steps_per_epoch
@@ -195,7 +195,6 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
                             config=resolved, extra=state)
 
     aux = train_ds.categories is not None  # the category loss is on (checked by _category_classes)
-    grid = cfg.loss_resolution == "logits"
     tracker = Tracker(tracking, out_dir, active=info.is_main)
     tags = {"semires.model": model_cfg.name, "semires.labeled_images": str(resolved["data"]["labeled_images"])}
     with tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
@@ -217,10 +216,9 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
                 with autocast(device, dtype):
                     out = net(batch["image"].to(device, non_blocking=True, memory_format=layout),
                               batch["input_ids"].to(device),
-                              batch["attention_mask"].to(device), return_categories=aux, upsample=not grid)
+                              batch["attention_mask"].to(device), return_categories=aux)
                 logits, cat_logits = out if aux else (out, None)
-                loss = (grid_supervised_loss if grid else supervised_loss)(
-                    logits, batch["mask"].to(device), cfg.class_weights, cfg.dice_weight)
+                loss = supervised_loss(logits, batch["mask"].to(device), cfg.class_weights, cfg.dice_weight)
                 if aux:
                     loss = loss + cfg.category_weight * category_loss(cat_logits, batch["categories"].to(device))
                 mean_loss = ddp.all_reduce_sum(loss.detach().clone()) / info.world_size

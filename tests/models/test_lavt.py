@@ -136,18 +136,6 @@ def test_padding_columns_of_the_whole_batch_change_nothing(tiny_text):
     torch.testing.assert_close(model(x[1:], ids[1:], mask[1:]), ref[1:], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("detail_stride", [4, 2])
-def test_upsample_false_returns_the_logits_at_their_stride(tiny_text, detail_stride):
-    import torch.nn.functional as F
-
-    model = _tiny(tiny_text, detail_stride=detail_stride).eval()
-    x, ids, mask = _inputs(tiny_text, h=32, w=48)
-    coarse = model(x, ids, mask, upsample=False)
-    assert coarse.shape == (2, 2, 32 // detail_stride, 48 // detail_stride) and coarse.dtype == torch.float32
-    up = F.interpolate(coarse, size=(32, 48), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(model(x, ids, mask), up)
-
-
 def test_default_text_encoder_is_the_packaged_minilm():
     from transformers import BertModel
 

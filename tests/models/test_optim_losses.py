@@ -7,16 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from semires.errors import TrainingDiverged
-from semires.train.losses import (
-    IGNORE_INDEX,
-    category_loss,
-    cell_fractions,
-    check_finite,
-    dice_loss,
-    grid_supervised_loss,
-    segmentation_loss,
-    supervised_loss,
-)
+from semires.train.losses import IGNORE_INDEX, category_loss, check_finite, dice_loss, segmentation_loss
 from semires.train.optim import build_optimizer, build_scheduler, param_groups, poly_factor
 
 
@@ -134,39 +125,6 @@ def test_dice_loss_ignores_unlabelled_pixels_and_has_gradients():
     logits = torch.randn(2, 2, 8, 8, requires_grad=True)
     dice_loss(logits, target).backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("dice_weight", [0.0, 1.0])
-def test_grid_loss_is_the_input_size_loss_of_nearest_upsampled_logits(dice_weight):
-    torch.manual_seed(0)
-    coarse = torch.randn(3, 2, 4, 5, requires_grad=True)
-    target = (torch.rand(3, 16, 20) > 0.7).long()
-    target[1, :6] = IGNORE_INDEX  # unlabelled pixels drop out of both terms
-    grid = grid_supervised_loss(coarse, target, (0.9, 1.1), dice_weight)
-    nearest = coarse.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
-    full = supervised_loss(nearest, target, (0.9, 1.1), dice_weight)
-    assert float(grid) == pytest.approx(float(full), rel=1e-5)
-    (g_grid,) = torch.autograd.grad(grid, coarse)
-    (g_full,) = torch.autograd.grad(full, coarse)
-    torch.testing.assert_close(g_grid, g_full, rtol=1e-4, atol=1e-6)
-
-
-def test_cell_fractions_and_the_grid_loss_optimum():
-    target = torch.zeros(1, 8, 8, dtype=torch.long)
-    target[0, :3, :4] = 1  # the top-left 4 x 4 cell is 3/4 object
-    target[0, 4:, 4:] = IGNORE_INDEX
-    fg, bg = cell_fractions(target, (2, 2))
-    torch.testing.assert_close(fg, torch.tensor([[[0.75, 0.0], [0.0, 0.0]]]))
-    torch.testing.assert_close(bg, torch.tensor([[[0.25, 1.0], [1.0, 0.0]]]))
-    # unweighted CE is smallest where each cell predicts its object fraction
-    logit = torch.zeros(1, 2, 2, 2, requires_grad=True)
-    opt = torch.optim.SGD([logit], lr=5.0)
-    for _ in range(300):
-        opt.zero_grad()
-        grid_supervised_loss(logit, target, (1.0, 1.0)).backward()
-        opt.step()
-    prob = logit.detach().softmax(1)[0, 1, 0, 0]
-    assert float(prob) == pytest.approx(0.75, abs=0.01)
 
 
 def test_category_loss_downsamples_the_target_to_the_head_stride():
