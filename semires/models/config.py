@@ -43,10 +43,6 @@ class ModelConfig(Section):
     # fusion and decoder
     fusion_heads: int = Field(4, ge=1, description="attention heads of the pixel-word attention (LAVT: 1); "
                               "several let a pixel take up several words ('red', 'star', 'left of') at once")
-    fusion_stages: list[int] | None = Field(
-        None, description="backbone stages (0 = stride 4) whose features are fused with the words; None = all "
-                          "(LAVT). The stride-4 fusion attends from the most positions: leaving it out ([1, 2, 3]) "
-                          "made a 128 px CPU training step of the 100 % benchmark model 16 % faster")
     fusion_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the fusion module")
     decoder_channels: int = Field(32, ge=8, description="channels of the segmentation decoder (LAVT: 256)")
     detail_stride: Literal[1, 2, 4] = Field(

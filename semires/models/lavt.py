@@ -13,23 +13,15 @@ from semires.models.fusion import FusionBlock
 from semires.models.text import TextEncoder
 
 
-class NoFusion(nn.Module):
-    """A stage without pixel-word fusion: ``forward(x, words, word_mask) -> x`` unchanged."""
-
-    def forward(self, x: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        return x
-
-
 class LAVT(nn.Module):
-    """Referring segmentation: pixel-word fusion after the backbone stages, then a decoder.
+    """Referring segmentation: pixel-word fusion after every backbone stage, then a decoder.
 
     forward(images, input_ids, attention_mask) -> logits
         images: (B, 3, H, W) float32, ImageNet-normalised (see :mod:`semires.train.transforms`).
         input_ids: (B, L) int64 token ids; attention_mask: (B, L) int64 in {0, 1} (1 = real token).
         logits: (B, 2, H, W) float32 (also under autocast), class 1 = "the referred object"; argmax
             over dim 1 gives the mask.
-    H and W may be any size; features are taken at strides 4/8/16/32 (fused with the words at
-    ``fusion_stages``, all by default as in LAVT), the decoder predicts at
+    H and W may be any size; features are taken at strides 4/8/16/32, the decoder predicts at
     stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W).
     With ``return_categories`` (a model with a category head, training only) it returns
     ``(logits, category_logits)``, the latter (B, categories + 1, H_s, W_s) at the finest stage the
@@ -42,19 +34,13 @@ class LAVT(nn.Module):
                  decoder_channels: int = 64, num_classes: int = 2, coord_features: bool = False,
                  sentence_film: bool = False, detail_stride: int = 4, detail_channels: int = 16,
                  categories: int = 0, category_stages: tuple[int, ...] = (0, 1),
-                 context_stages: tuple[int, ...] = (), context_channels: int = 16,
-                 fusion_stages: tuple[int, ...] | None = None):
+                 context_stages: tuple[int, ...] = (), context_channels: int = 16):
         super().__init__()
         self.text = text
         self.backbone = backbone
-        stages = range(len(backbone.channels))
-        fused = set(stages if fusion_stages is None else fusion_stages)
-        if not fused or not fused <= set(stages):
-            raise ValueError(f"fusion_stages {fusion_stages} must name some of the backbone's {len(stages)} stages")
-        # a ModuleList over all stages, so parameter names stay those of the fully fused model
         self.fusions = nn.ModuleList(
             FusionBlock(c, text.hidden_size, fusion_heads, fusion_dropout, coord_features, sentence_film)
-            if i in fused else NoFusion() for i, c in enumerate(backbone.channels))
+            for c in backbone.channels)
         self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes, detail_stride, detail_channels)
         self.category_stages = sorted(set(category_stages))
         if categories and not all(0 <= s < len(backbone.channels) for s in self.category_stages):

@@ -37,8 +37,7 @@ def test_forward_shape_any_input_size(tiny_text, size, detail_stride):
 @pytest.mark.parametrize("options", [{}, {"sentence_film": True, "coord_features": False, "fusion_heads": 2},
                                      {"detail_stride": 2}, {"detail_stride": 1, "detail_channels": 4},
                                      {"categories": 3, "category_stages": [0, 1, 2, 3]},
-                                     {"context_stages": [0, 1, 2, 3], "context_channels": 4},
-                                     {"fusion_stages": [1, 3], "categories": 2}])
+                                     {"context_stages": [0, 1, 2, 3], "context_channels": 4}])
 def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, options):
     model = _tiny(tiny_text, **options).train()
     x, ids, mask = _inputs(tiny_text)
@@ -135,28 +134,6 @@ def test_padding_columns_of_the_whole_batch_change_nothing(tiny_text):
     torch.testing.assert_close(model(x, *longer), ref, rtol=1e-4, atol=1e-5)
     # a batch of one short expression still attends over its own words only
     torch.testing.assert_close(model(x[1:], ids[1:], mask[1:]), ref[1:], rtol=1e-4, atol=1e-5)
-
-
-def test_fusion_stages_leave_the_other_stages_language_free(tiny_text):
-    from semires.models.lavt import NoFusion
-
-    model = _tiny(tiny_text, fusion_stages=[1, 2, 3], categories=2).eval()
-    assert isinstance(model.fusions[0], NoFusion) and not isinstance(model.fusions[1], NoFusion)
-    # parameter names stay those of the fully fused model, minus stage 0's fusion
-    full = {n for n, _ in _tiny(tiny_text, categories=2).named_parameters()}
-    names = {n for n, _ in model.named_parameters()}
-    assert names == {n for n in full if not n.startswith("fusions.0.")}
-    x, ids, mask = _inputs(tiny_text)
-    other = ids.flip(0), mask.flip(0)
-    # stage 0 (read by the category head before any fusion) does not see the words; the mask does
-    _, cats = model(x, ids, mask, return_categories=True)
-    out2, cats2 = model(x, *other, return_categories=True)
-    torch.testing.assert_close(cats2, cats)
-    assert not torch.allclose(out2, model(x, ids, mask))
-    with pytest.raises(ValueError, match="fusion_stages"):
-        _tiny(tiny_text, fusion_stages=[4])
-    with pytest.raises(ValueError, match="fusion_stages"):
-        _tiny(tiny_text, fusion_stages=[])
 
 
 def test_default_text_encoder_is_the_packaged_minilm():
