@@ -32,7 +32,7 @@ def test_param_groups_skip_norms_biases_positions_and_frozen(tiny_text):
     assert len(d) + len(nd) == n_trainable
 
 
-def test_adamw_is_fused_where_torch_has_it_and_matches_the_loop(tiny_text):
+def test_adamw_is_fused_where_torch_has_it_and_matches_the_loop():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4))
     loop = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4))
