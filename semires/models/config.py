@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from semires.config import Section
 
@@ -50,6 +50,10 @@ class ModelConfig(Section):
                        "a shallow image branch that corrects the stride-4 logits at that stride (the CPU "
                        "default: at 64 px, stride-4 logits cap RefShapes val mIoU near 64)")
     detail_channels: int = Field(16, ge=4, description="channels of the detail head (detail_stride 1 or 2)")
+    subpixel_channels: int = Field(0, ge=0, description="> 0 (with detail_stride 4): a subpixel head with this many "
+                                   "channels predicts a per-pixel correction of the upsampled stride-4 logits from the "
+                                   "decoder's stride-4 features and each 4x4 cell's raw pixels, all on the stride-4 "
+                                   "grid (semires.models.decoder.SubpixelHead; not in LAVT); 0 = off")
     num_classes: Literal[2] = 2
     context_stages: list[int] = Field([], description="stages (0 = stride 4) whose fused features get directional "
                                       "context: per position, the maximum of a few learned channels left of, right "
@@ -62,3 +66,10 @@ class ModelConfig(Section):
                             "8 shapes, RefCOCO: 80); trained with burn_in.category_weight; 0 = no head (LAVT)")
     category_stages: list[int] = Field([0, 1], min_length=1, description="backbone stages (0 = stride 4) the "
                                        "category head reads")
+
+    @model_validator(mode="after")
+    def _subpixel_at_stride_4(self) -> ModelConfig:
+        if self.subpixel_channels and self.detail_stride != 4:
+            raise ValueError(f"model.subpixel_channels refines stride-4 logits, but detail_stride is "
+                             f"{self.detail_stride}: set detail_stride: 4, or subpixel_channels: 0")
+        return self

@@ -22,7 +22,8 @@ class LAVT(nn.Module):
         logits: (B, 2, H, W) float32 (also under autocast), class 1 = "the referred object"; argmax
             over dim 1 gives the mask.
     H and W may be any size; features are taken at strides 4/8/16/32, the decoder predicts at
-    stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W).
+    stride 4 (or ``detail_stride``) and the logits are upsampled bilinearly back to (H, W); a
+    :class:`~semires.models.decoder.SubpixelHead` (``subpixel_channels``) predicts them at (H, W).
     With ``return_categories`` (a model with a category head, training only) it returns
     ``(logits, category_logits)``, the latter (B, categories + 1, H_s, W_s) at the finest stage the
     head reads (:class:`~semires.models.category_head.CategoryHead`). Stages in
@@ -34,14 +35,15 @@ class LAVT(nn.Module):
                  decoder_channels: int = 64, num_classes: int = 2, coord_features: bool = False,
                  sentence_film: bool = False, detail_stride: int = 4, detail_channels: int = 16,
                  categories: int = 0, category_stages: tuple[int, ...] = (0, 1),
-                 context_stages: tuple[int, ...] = (), context_channels: int = 16):
+                 context_stages: tuple[int, ...] = (), context_channels: int = 16, subpixel_channels: int = 0):
         super().__init__()
         self.text = text
         self.backbone = backbone
         self.fusions = nn.ModuleList(
             FusionBlock(c, text.hidden_size, fusion_heads, fusion_dropout, coord_features, sentence_film)
             for c in backbone.channels)
-        self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes, detail_stride, detail_channels)
+        self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes, detail_stride, detail_channels,
+                                  subpixel_channels)
         self.category_stages = sorted(set(category_stages))
         if categories and not all(0 <= s < len(backbone.channels) for s in self.category_stages):
             raise ValueError(f"category_stages {category_stages} outside the backbone's "
@@ -81,8 +83,9 @@ class LAVT(nn.Module):
         # float32 NCHW before the upsampling: under CPU autocast the decoder's logits are bf16 and (from
         # a channels-last model) NHWC with 2 channels, where the upsampling and its backward took 2x as
         # long, and the losses cast the full-size result to float32 anyway
-        logits = F.interpolate(self.decoder(feats, images).float().contiguous(), size=images.shape[-2:],
-                               mode="bilinear", align_corners=False)
+        logits = self.decoder(feats, images).float().contiguous()
+        if logits.shape[-2:] != images.shape[-2:]:
+            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
         if not return_categories:
             return logits
         if self.category_head is None:

@@ -23,10 +23,11 @@ def _tiny(text_path, **kw):
     return build_model(tiny_model_cfg(text_path, **kw))
 
 
-@pytest.mark.parametrize("detail_stride", [4, 2, 1])
+@pytest.mark.parametrize("head", [{"detail_stride": 4}, {"detail_stride": 2}, {"detail_stride": 1},
+                                  {"detail_stride": 4, "subpixel_channels": 4}])
 @pytest.mark.parametrize("size", [(32, 32), (40, 56), (65, 33)])
-def test_forward_shape_any_input_size(tiny_text, size, detail_stride):
-    model = _tiny(tiny_text, detail_stride=detail_stride).eval()
+def test_forward_shape_any_input_size(tiny_text, size, head):
+    model = _tiny(tiny_text, **head).eval()
     x, ids, mask = _inputs(tiny_text, h=size[0], w=size[1])
     out = model(x, ids, mask)
     assert out.shape == (2, 2, *size)
@@ -36,6 +37,7 @@ def test_forward_shape_any_input_size(tiny_text, size, detail_stride):
 
 @pytest.mark.parametrize("options", [{}, {"sentence_film": True, "coord_features": False, "fusion_heads": 2},
                                      {"detail_stride": 2}, {"detail_stride": 1, "detail_channels": 4},
+                                     {"detail_stride": 4, "subpixel_channels": 4},
                                      {"categories": 3, "category_stages": [0, 1, 2, 3]},
                                      {"context_stages": [0, 1, 2, 3], "context_channels": 4}])
 def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, options):
@@ -66,6 +68,29 @@ def test_channels_last_model_computes_the_same_function(tiny_text, detail_stride
     model = model.to(memory_format=torch.channels_last)
     out = model(x.contiguous(memory_format=torch.channels_last), ids, mask)
     assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_subpixel_head_starts_as_plain_lavt_and_corrects_single_pixels(tiny_text):
+    """Zero-initialised, the subpixel head gives exactly the upsampled stride-4 logits; once its last
+    conv is set, the correction differs inside one 4 x 4 cell, which bilinear upsampling cannot."""
+    x, ids, mask = _inputs(tiny_text, h=40, w=56)
+    plain = _tiny(tiny_text, detail_stride=4).eval()
+    sub = _tiny(tiny_text, detail_stride=4, subpixel_channels=4).eval()
+    missing, unexpected = sub.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and all(k.startswith("decoder.detail.") for k in missing)
+    torch.testing.assert_close(sub(x, ids, mask), plain(x, ids, mask))
+    with torch.no_grad():
+        sub.decoder.detail.delta.bias.copy_(torch.arange(32, dtype=torch.float32))  # 2 classes x 16 pixels
+    delta = sub(x, ids, mask) - plain(x, ids, mask)
+    # pixel (i, j) of every cell gets bias[class * 16 + 4 i + j] (pixel_shuffle's order)
+    torch.testing.assert_close(delta[0, 1, 4:8, 8:12], torch.arange(16.0, 32.0).view(4, 4), rtol=0, atol=1e-4)
+
+
+def test_subpixel_head_needs_stride_4_logits(tiny_text):
+    from res_fixtures import tiny_model_cfg
+
+    with pytest.raises(ValueError, match="subpixel_channels refines stride-4 logits"):
+        tiny_model_cfg(tiny_text, subpixel_channels=4, detail_stride=2)
 
 
 def test_unfrozen_text_encoder_trains(tiny_text):
