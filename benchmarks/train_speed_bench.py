@@ -118,8 +118,11 @@ def main() -> None:
                   "forward + CE + Dice (+ the category loss with the head) + backward + AdamW (the default model: "
                   f"{cfg.fusion_heads} fusion heads, stride-{cfg.detail_stride} detail head; '100 % run' is the model "
                   f"of the 100 % supervised run: the auxiliary head on stages {full_cfg.category_stages} for 8 "
-                  f"categories, stride-{full_cfg.detail_stride} logits without the detail head, directional context "
-                  f"after stages {full_cfg.context_stages}, channels-last: {FULL.get('channels_last', False)}; the two "
+                  f"categories, stride-{full_cfg.detail_stride} logits"
+                  + (f" with a {full_cfg.subpixel_channels}-channel subpixel head" if full_cfg.subpixel_channels
+                     else " without the detail head")
+                  + f", directional context after stages {full_cfg.context_stages} ({full_cfg.context_channels} "
+                  f"channels), channels-last: {FULL.get('channels_last', False)}; the two "
                   "alternate per setting). "
                   "Frozen MiniLM encodes "
                   f"{text_rate:.0f} sentences/s once (cached after; autocast {args.amp}), measured with {threads[0]} thread(s). "

@@ -54,9 +54,9 @@ class DetailHead(nn.Module):
 class SubpixelHead(nn.Module):
     """Per-pixel corrections of the upsampled stride-4 logits, computed at stride 4 (a cheap detail head).
 
-    Each 4 x 4 cell's 16 raw pixels (48 values) are concatenated with
-    the decoder's stride-4 features; one 3x3 conv (with BatchNorm and ReLU) + 1x1 predicts a correction for each of the 16
-    pixels and both classes, and ``pixel_shuffle`` puts them in place. Every conv runs on the
+    Each 4 x 4 cell's 16 raw pixels (48 values) are concatenated with the decoder's stride-4
+    features; one 3x3 conv (with BatchNorm and ReLU) + 1x1 predicts a correction for each of the
+    16 pixels and both classes, and ``pixel_shuffle`` puts them in place. Every conv runs on the
     stride-4 grid, so it costs a small part of what a :class:`DetailHead` at stride 2 costs, yet
     the logits come at full resolution: where a 4 x 4 cell straddles a boundary, the cell's pixels
     say which of them lie on the object's side. The correction starts at zero, so training starts

@@ -180,8 +180,11 @@ def test_category_loss_trains_the_head_and_is_checked(tmp_path, tiny_text, mini_
                          OFF, progress=False)
 
 
-def test_mlflow_run_gets_params_metrics_artifacts_and_model(tmp_path, tiny_text, mini_index, monkeypatch):
+# the model of the 100 % benchmark run (subpixel head, directional context) is exported through the same path
+@pytest.mark.parametrize("model_kw", [{}, {"detail_stride": 4, "subpixel_channels": 4, "context_stages": [1, 2]}])
+def test_mlflow_run_gets_params_metrics_artifacts_and_model(tmp_path, tiny_text, mini_index, monkeypatch, model_kw):
     import mlflow
+    from res_fixtures import tiny_model_cfg
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -189,8 +192,8 @@ def test_mlflow_run_gets_params_metrics_artifacts_and_model(tmp_path, tiny_text,
     parent = mlflow.MlflowClient(uri).create_run(
         mlflow.create_experiment("semires", (tmp_path / "art").as_uri())).info.run_id
     monkeypatch.setenv("SEMIRES_PARENT_RUN_ID", parent)
-    model_cfg, cfg = _cfgs(tiny_text, epochs=1)
-    train_supervised(mini_index, None, tmp_path / "run", model_cfg, cfg,
+    _, cfg = _cfgs(tiny_text, epochs=1)
+    train_supervised(mini_index, None, tmp_path / "run", tiny_model_cfg(tiny_text, **model_kw), cfg,
                      TrackingConfig(uri=uri, experiment="semires"), progress=False)
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("semires").experiment_id],
