@@ -228,16 +228,26 @@ def _category_head(raw: list[dict]) -> str:
     return _per_row(raw, one)
 
 
-def _logits(raw: list[dict]) -> str:
-    """Each row's logit stride (rows measured before the field was stored had the stride-2 detail head)."""
-    def one(r: dict) -> str:
-        m = r.get("model") or {}
-        stride = m.get("detail_stride", 2)
-        if m.get("subpixel_channels"):
-            return f"stride-4 logits with a {m['subpixel_channels']}-channel subpixel head"
-        return "stride-4 logits (LAVT, no detail head)" if stride == 4 else f"stride-{stride} detail head"
+def describe_logits(m: dict) -> str:
+    """A model config's (dict) logit head in words (configs stored before the field existed had the
+    stride-2 detail head)."""
+    stride = m.get("detail_stride", 2)
+    if m.get("subpixel_channels"):
+        return f"stride-4 logits with a {m['subpixel_channels']}-channel subpixel head"
+    return "stride-4 logits (LAVT, no detail head)" if stride == 4 else f"stride-{stride} detail head"
 
-    return _per_row(raw, one)
+
+def describe_context(m: dict) -> str:
+    """A model config's (dict) directional context in words (configs stored before it existed had none)."""
+    stages, channels = m.get("context_stages") or [], m.get("context_channels", 16)
+    if not stages:
+        return "no directional context"
+    return f"directional context after stages {stages}" + (f" ({channels} channels)" if channels != 16 else "")
+
+
+def _logits(raw: list[dict]) -> str:
+    """Each row's logit head."""
+    return _per_row(raw, lambda r: describe_logits(r.get("model") or {}))
 
 
 def _fusion(raw: list[dict]) -> str:
@@ -250,15 +260,8 @@ def _fusion(raw: list[dict]) -> str:
 
 
 def _context(raw: list[dict]) -> str:
-    """Which rows had directional context after their fusion (rows measured before it existed had none)."""
-    def one(r: dict) -> str:
-        m = r.get("model") or {}
-        stages, channels = m.get("context_stages") or [], m.get("context_channels", 16)
-        if not stages:
-            return "no directional context"
-        return f"directional context after stages {stages}" + (f" ({channels} channels)" if channels != 16 else "")
-
-    return _per_row(raw, one)
+    """Which rows had directional context after their fusion."""
+    return _per_row(raw, lambda r: describe_context(r.get("model") or {}))
 
 
 def _layout(raw: list[dict]) -> str:

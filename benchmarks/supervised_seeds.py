@@ -25,9 +25,9 @@ COLUMNS = ["setting", "seed", "steps", "val mIoU", "val oIoU", "testA mIoU", "te
            "train images/s"]
 
 
-def full_row(path: Path) -> dict:
-    """The 100 % record of a supervised_bench results file; a clear error when it has none."""
-    doc = json.loads(Path(path).read_text())
+def full_row(doc: dict, path: Path) -> dict:
+    """The 100 % record of a supervised_bench results document (read from ``path``); a clear error
+    when it has none."""
     rows = [r for r in doc.get("raw", []) if r.get("ratio", 0) >= 1.0]
     if not rows:
         raise SystemExit(f"{path}: no 100 % run in 'raw' (write it with supervised_bench.py --ratios 1.0 --out)")
@@ -50,11 +50,12 @@ def table(groups: dict[str, list[dict]]) -> list[list]:
                          round(ev["val"]["oIoU"], 1), round(ev["testA"]["mIoU"], 1), round(ev["testB"]["mIoU"], 1),
                          round(r["wall_s"] / 60, 1), r.get("train_images_per_s")])
         if len(runs) > 1:
+            def mean(split: str, runs=runs) -> float:
+                return round(statistics.mean(r["eval"][split]["mIoU"] for r in runs), 1)
+
             val = [r["eval"]["val"]["mIoU"] for r in runs]
-            rows.append([f"**{label}: mean of {len(runs)} (median wall)**", "", "", round(sum(val) / len(val), 1), "",
-                         round(sum(r["eval"]["testA"]["mIoU"] for r in runs) / len(runs), 1),
-                         round(sum(r["eval"]["testB"]["mIoU"] for r in runs) / len(runs), 1),
-                         round(statistics.median(r["wall_s"] for r in runs) / 60, 1),
+            rows.append([f"**{label}: mean of {len(runs)} (median wall)**", "", "", mean("val"), "", mean("testA"),
+                         mean("testB"), round(statistics.median(r["wall_s"] for r in runs) / 60, 1),
                          f"val {min(val):.1f}-{max(val):.1f}"])
     return rows
 
@@ -84,8 +85,9 @@ def main() -> None:
         label, _, files = spec.partition("=")
         if not files:
             raise SystemExit(f"--group {spec!r}: expected LABEL=FILE[,FILE...]")
-        groups[label] = [full_row(Path(f)) for f in files.split(",")]
-        first = first or json.loads(Path(files.split(",")[0]).read_text())
+        docs = [(json.loads(Path(f).read_text()), Path(f)) for f in files.split(",")]
+        groups[label] = [full_row(doc, path) for doc, path in docs]
+        first = first or docs[0][0]
     if not groups:
         raise SystemExit("give at least one --group")
     io.write_json(args.out, build(groups, args.notes, first["machine"], first["date"]))

@@ -20,7 +20,12 @@ import time
 from pathlib import Path
 
 import torch
-from supervised_bench import FULL, FULL_MODEL  # run as a script, this folder is on sys.path
+from supervised_bench import (  # run as a script, this folder is on sys.path
+    FULL,
+    FULL_MODEL,
+    describe_context,
+    describe_logits,
+)
 
 from semires import io
 from semires.hardware import cpu_amp, load_averages
@@ -118,11 +123,8 @@ def main() -> None:
                   "forward + CE + Dice (+ the category loss with the head) + backward + AdamW (the default model: "
                   f"{cfg.fusion_heads} fusion heads, stride-{cfg.detail_stride} detail head; '100 % run' is the model "
                   f"of the 100 % supervised run: the auxiliary head on stages {full_cfg.category_stages} for 8 "
-                  f"categories, stride-{full_cfg.detail_stride} logits"
-                  + (f" with a {full_cfg.subpixel_channels}-channel subpixel head" if full_cfg.subpixel_channels
-                     else " without the detail head")
-                  + f", directional context after stages {full_cfg.context_stages} ({full_cfg.context_channels} "
-                  f"channels), channels-last: {FULL.get('channels_last', False)}; the two "
+                  f"categories, {describe_logits(FULL_MODEL)}, {describe_context(FULL_MODEL)}, "
+                  f"channels-last: {FULL.get('channels_last', False)}; the two "
                   "alternate per setting). "
                   "Frozen MiniLM encodes "
                   f"{text_rate:.0f} sentences/s once (cached after; autocast {args.amp}), measured with {threads[0]} thread(s). "

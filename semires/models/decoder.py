@@ -120,9 +120,10 @@ class SegDecoder(nn.Module):
         self.classifier = nn.Conv2d(top, num_classes, 1)
         if subpixel_channels and detail_stride != 4:
             raise ValueError(f"a subpixel head refines stride-4 logits; detail_stride is {detail_stride}")
-        self.detail = None if detail_stride == 4 else DetailHead(top, detail_channels, detail_stride, num_classes)
         if subpixel_channels:
             self.detail = SubpixelHead(top, subpixel_channels, num_classes)
+        else:
+            self.detail = None if detail_stride == 4 else DetailHead(top, detail_channels, detail_stride, num_classes)
 
     def forward(self, feats: list[torch.Tensor], images: torch.Tensor | None = None) -> torch.Tensor:
         x = feats[-1]
