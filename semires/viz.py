@@ -63,17 +63,24 @@ def save_grid(panels: Sequence[tuple[np.ndarray, str]], path: str | Path, ncols:
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
     aspect = max((img.shape[0] / img.shape[1] for img, _ in panels), default=1.0)
-    row_inches = panel_inches * aspect + 0.2 * caption_lines
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * panel_inches, nrows * row_inches), squeeze=False)
+    caption_inches = 0.14 * caption_lines + 0.06  # 7 pt lines
+    title_inches, margin = (0.3 if title else 0.0), 0.05
+    panel_h = panel_inches * aspect
+    fig_w, fig_h = ncols * panel_inches, nrows * (panel_h + caption_inches) + title_inches + 2 * margin
+    fig, axes = plt.subplots(nrows, ncols, figsize=(fig_w, fig_h), squeeze=False)
+    # a fixed layout: each panel with a caption band above it and a band at the top for the title.
+    # matplotlib's tight_layout and automatic title placement measured every caption, twice per
+    # save: about 2 of 3 s for a 12 x 3 grid (the overlays every training run draws)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=margin / fig_h,
+                        top=1 - (margin + title_inches + caption_inches) / fig_h, wspace=0.04,
+                        hspace=caption_inches / panel_h)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (img, cap) in zip(axes.flat, panels):
         ax.imshow(img)
-        ax.set_title("\n".join(textwrap.wrap(cap, caption_width)[:caption_lines]), fontsize=7)
+        ax.set_title("\n".join(textwrap.wrap(cap, caption_width)[:caption_lines]), fontsize=7, y=1.0, pad=2)
     if title:
-        fig.suptitle(title, fontsize=9)
-    # leave a band of ~0.35 inch at the top for the title, so it never covers the first captions
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
+        fig.suptitle(title, fontsize=9, y=1 - margin / fig_h, va="top")
     with io.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
