@@ -184,8 +184,6 @@ def log_model_file(cfg: TrackingConfig, run_id: str, model_file: str | Path, ind
     file and logged by :meth:`semires.tracking.Tracker.log_model` (pt2, tensor signature) with two
     expressions of ``split`` as the input example. Returns the model URI (None when disabled).
     """
-    import torch
-
     from semires.data.index import RefIndex
     from semires.models import load_tokenizer
     from semires.tracking import Tracker
@@ -196,8 +194,7 @@ def log_model_file(cfg: TrackingConfig, run_id: str, model_file: str | Path, ind
     ds = ExpressionDataset.from_split(RefIndex.load(index_path), load_tokenizer(model_cfg.text_encoder),
                                       int(info.get("image_size") or 480), model_cfg.max_tokens, split=split,
                                       cache_images=False)
-    batch = [ds[i % len(ds)] for i in range(2)]  # the signature needs a batch of >= 2 (batch dim is dynamic)
-    example = tuple(torch.stack([b[k] for b in batch]) for k in ("image", "input_ids", "attention_mask"))
+    example = ds.example_inputs(2)
     tracker = Tracker(cfg, Path(model_file).parent)
     with tracker.run("model", run_id=run_id) as trk:
         return trk.log_model(model, example)

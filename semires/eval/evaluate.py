@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import BatchSampler, Subset
 from tqdm import tqdm
 
 from semires import io
@@ -26,7 +26,7 @@ from semires.errors import DataError
 from semires.eval.metrics import iou_from_counts, res_metrics_from_counts
 from semires.eval.overlays import PredictionSample, pick_indices, save_overlays
 from semires.train import ddp
-from semires.train.dataset import ExpressionDataset
+from semires.train.dataset import ExpressionDataset, batch_loader
 from semires.train.runtime import amp_dtype, autocast
 from semires.train.transforms import logits_to_masks
 
@@ -70,7 +70,8 @@ def evaluate_model(model: torch.nn.Module, dataset: ExpressionDataset, *, batch_
     rank, world = _rank_world() if distributed else (0, 1)
     n = len(dataset)
     mine = list(range(rank, n, world))
-    loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = batch_loader(Subset(dataset, mine), BatchSampler(range(len(mine)), batch_size, drop_last=False),
+                          num_workers=num_workers)
     inter = torch.zeros(n, dtype=torch.int64)
     union = torch.zeros(n, dtype=torch.int64)
     want = {int(i) for i in sample_indices}

@@ -14,8 +14,9 @@ objects) counts as background here.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from semires.models.resize import resize_bilinear
 
 
 class CategoryHead(nn.Module):
@@ -40,7 +41,7 @@ class CategoryHead(nn.Module):
         size = feats[0].shape[-2:]
         x = self.proj[0](feats[0])
         for proj, f in zip(self.proj[1:], feats[1:]):
-            x = x + F.interpolate(proj(f), size=size, mode="bilinear", align_corners=False)
+            x = x + resize_bilinear(proj(f), size)
         return self.out(x)
 
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semires.models.resize import resize_bilinear
+
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -46,8 +48,8 @@ class DetailHead(nn.Module):
     def forward(self, decoded: torch.Tensor, coarse: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         detail = self.image(images)
         size = detail.shape[-2:]
-        up = F.interpolate(decoded, size=size, mode="bilinear", align_corners=False)
-        base = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+        up = resize_bilinear(decoded, size)
+        base = resize_bilinear(coarse, size)
         return base + self.delta(self.fuse(torch.cat([up, detail], dim=1)))
 
 
@@ -94,7 +96,7 @@ class SubpixelHead(nn.Module):
         hidden = self.norm(self.from_features(decoded) + self.from_pixels(cells))
         delta = F.pixel_shuffle(self.delta(hidden), f)
         # float32 NCHW, as LAVT upsamples its logits: bf16 NHWC with 2 channels is the slow path
-        base = F.interpolate(coarse.float().contiguous(), size=(f * h, f * w), mode="bilinear", align_corners=False)
+        base = resize_bilinear(coarse.float().contiguous(), (f * h, f * w))
         logits = base + delta.float()
         # slicing only where padded: the backward of a slice fills a zero tensor of the full size
         return logits if (f * h, f * w) == (H, W) else logits[..., :H, :W]
@@ -128,7 +130,7 @@ class SegDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor], images: torch.Tensor | None = None) -> torch.Tensor:
         x = feats[-1]
         for block, skip in zip(self.blocks, reversed(feats[:-1])):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = resize_bilinear(x, skip.shape[-2:])
             x = block(torch.cat([x, skip], dim=1))
         logits = self.classifier(x)
         if self.detail is None:

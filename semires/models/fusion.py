@@ -10,6 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# score given to padding positions: far enough below any word's score that its softmax weight is
+# exactly 0 in float32 (exp(-1e4) underflows), and representable in bfloat16 and float16
+PAD_SCORE = 1e4
+
 
 def coord_maps(batch: int, height: int, width: int, device, dtype) -> torch.Tensor:
     """(B, 2, H, W) normalised x and y coordinates in [-1, 1] (pixel centres)."""
@@ -65,8 +69,14 @@ class PixelWordAttention(nn.Module):
         q = q.reshape(b, h, d, n) * d ** -0.5                          # (B, h, d, N)
         k = k.reshape(b, h, d, -1).transpose(2, 3)                     # (B, h, L, d)
         v = v.reshape(b, h, d, -1)                                     # (B, h, d, L)
+        # the padding mask rides in the product: one more key channel, 0 for a word and -PAD for
+        # padding, meets a query channel of ones. Masking the (B, h, L, N) scores afterwards took a
+        # full pass over them forward and backward (the largest tensors of a fusion); this adds a
+        # pass over the 4x smaller queries. Padding keys are 0, so their score is exactly -PAD.
+        pad = ((word_mask - 1) * PAD_SCORE).to(k.dtype)[:, None, :, None].expand(b, h, -1, 1)
+        k = torch.cat([k, pad], dim=3)                                 # (B, h, L, d + 1)
+        q = torch.cat([q, q.new_ones(b, h, 1, n)], dim=2)              # (B, h, d + 1, N)
         sim = k @ q                                                    # (B, h, L, N)
-        sim = sim.masked_fill(word_mask[:, None, :, None] == 0, torch.finfo(sim.dtype).min)
         att = (v @ sim.softmax(dim=2)).reshape(b, self.channels, n)   # (B, C, N)
         return self.out(att).transpose(1, 2)                           # (B, N, C)
 

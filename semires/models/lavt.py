@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from semires.models.category_head import CategoryHead
 from semires.models.context import DirectionalContext
 from semires.models.decoder import SegDecoder
 from semires.models.fusion import FusionBlock
+from semires.models.resize import resize_bilinear
 from semires.models.text import TextEncoder
 
 
@@ -85,7 +85,7 @@ class LAVT(nn.Module):
         # long, and the losses cast the full-size result to float32 anyway
         logits = self.decoder(feats, images).float().contiguous()
         if logits.shape[-2:] != images.shape[-2:]:
-            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            logits = resize_bilinear(logits, images.shape[-2:])
         if not return_categories:
             return logits
         if self.category_head is None:

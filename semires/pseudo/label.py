@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import BatchSampler, Subset
 from tqdm import tqdm
 
 from semires import io
@@ -100,7 +100,10 @@ def _same_keys(path: Path, want: list[tuple[int, int]]) -> bool:
 
 
 def _predict_shard(model, ds, rows: list[int], path: Path, cfg: PseudoLabelConfig, device, dtype) -> None:
-    loader = DataLoader(Subset(ds, rows), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    from semires.train.dataset import batch_loader
+
+    loader = batch_loader(Subset(ds, rows), BatchSampler(range(len(rows)), cfg.batch_size, drop_last=False),
+                          num_workers=cfg.num_workers)
     probs, masks, ref_ids, sent_ids, image_ids = [], [], [], [], []
     for batch in loader:
         prob, mask = teacher_predict(model, batch["image"].to(device), batch["input_ids"].to(device),

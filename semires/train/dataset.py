@@ -3,6 +3,8 @@
 Built over a :class:`~semires.data.index.RefIndex` and a list of expressions (for instance all
 expressions of the labeled train images, or of the val split). Sentences are tokenized once up
 front; resized images and masks are kept in memory after their first read (``cache_images``).
+Indexed with a list of indices it returns the whole batch, built in one go; :func:`batch_loader` is
+the DataLoader that asks for batches that way.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from semires.data.index import Expression, RefIndex
 from semires.models.text import tokenize
@@ -19,7 +21,7 @@ from semires.train.transforms import normalize, resize_image, resize_mask
 
 
 class ExpressionDataset(Dataset):
-    """Item ``i`` is a dict:
+    """Item ``i`` is a dict (``ds[[i, j, ...]]`` gives the batch: every field stacked on a new dim 0):
 
     - ``image``: (3, S, S) float32, ImageNet-normalised (S = ``image_size``)
     - ``mask``: (S, S) int64 in {0, 1}, the referred object (nearest-resized)
@@ -72,31 +74,46 @@ class ExpressionDataset(Dataset):
         return m
 
     def category_map(self, image_id: int) -> np.ndarray:
-        """(S, S) int64 head class per pixel (0 = no annotated object); needs ``categories``."""
+        """(S, S) uint8 head class per pixel (0 = no annotated object; int64 past 255 classes); needs
+        ``categories``."""
         m = self._category_maps.get(image_id)
         if m is None:
-            m = np.zeros((self.image_size, self.image_size), np.int64)
+            dtype = np.uint8 if max(self.categories.values(), default=0) <= 255 else np.int64
+            m = np.zeros((self.image_size, self.image_size), dtype)
             for aid in self.index.image_anns(image_id):
                 m[self.target(aid)] = self.categories[int(self.index.anns[aid]["category_id"])]
             if self.cache_images:
                 self._category_maps[image_id] = m
         return m
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        e = self.expressions[i]
-        item = {
-            "image": normalize(self.image(e.image_id)),
-            "mask": torch.from_numpy(self.target(e.ann_id).astype(np.int64)),
-            "input_ids": self.input_ids[i],
-            "attention_mask": self.attention_mask[i],
-            "index": torch.tensor(i),
-            "ref_id": torch.tensor(e.ref_id),
-            "sent_id": torch.tensor(e.sent_id),
-            "image_id": torch.tensor(e.image_id),
+    def __getitem__(self, i: int | Sequence[int]) -> dict[str, torch.Tensor]:
+        """Item ``i``, or with a 1-d sequence of indices their batch: what ``default_collate`` of
+        the items gives, with every field stacked once instead of per item (per-item tensors and
+        their collation took about 4 of 6 ms per 128 px batch of 32, every training step)."""
+        if np.ndim(i) == 0:
+            return {k: v[0] for k, v in self[[int(i)]].items()}
+        rows = torch.as_tensor(np.asarray(i, dtype=np.int64))
+        exprs = [self.expressions[k] for k in rows.tolist()]
+        batch = {
+            "image": normalize(np.stack([self.image(e.image_id) for e in exprs])),
+            "mask": torch.from_numpy(np.stack([self.target(e.ann_id) for e in exprs])).long(),
+            "input_ids": self.input_ids[rows],
+            "attention_mask": self.attention_mask[rows],
+            "index": rows,
+            "ref_id": torch.tensor([e.ref_id for e in exprs], dtype=torch.int64),
+            "sent_id": torch.tensor([e.sent_id for e in exprs], dtype=torch.int64),
+            "image_id": torch.tensor([e.image_id for e in exprs], dtype=torch.int64),
         }
         if self.categories is not None:
-            item["categories"] = torch.from_numpy(self.category_map(e.image_id))
-        return item
+            batch["categories"] = torch.from_numpy(np.stack([self.category_map(e.image_id) for e in exprs])).long()
+        return batch
+
+    def example_inputs(self, n: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The model's inputs for the first ``n`` items (repeated when fewer; needs one): ``(image,
+        input_ids, attention_mask)``, e.g. a model signature's example (a batch of >= 2 keeps the
+        batch dim dynamic)."""
+        batch = self[[i % len(self) for i in range(n)]]
+        return batch["image"], batch["input_ids"], batch["attention_mask"]
 
     def _replace(self, **fields) -> ExpressionDataset:
         """A shallow copy with ``fields`` replaced (tokens and, unless replaced, caches shared)."""
@@ -121,3 +138,11 @@ class ExpressionDataset(Dataset):
         keep = np.asarray(indices, dtype=np.int64)
         return self._replace(expressions=[self.expressions[k] for k in keep], input_ids=self.input_ids[keep],
                              attention_mask=self.attention_mask[keep])
+
+
+def batch_loader(dataset: Dataset, batch_sampler: Iterable[Sequence[int]], num_workers: int = 0,
+                 pin_memory: bool = False) -> DataLoader:
+    """A DataLoader that indexes ``dataset`` once per batch, with the batch's index list (torch's
+    automatic batching off), for datasets that batch themselves (:class:`ExpressionDataset`, or a
+    ``Subset`` of one). ``batch_sampler`` yields index lists, e.g. a ``BatchSampler``."""
+    return DataLoader(dataset, sampler=batch_sampler, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -52,3 +54,21 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep the objects alive on entry (the index, the datasets, the tokenizer, the model: about
+    half a million on RefShapes) out of Python's cyclic garbage collector until exit.
+
+    A training step makes thousands of short-lived Python objects, so the collector runs often,
+    and each full collection walked all of those objects: about 0.14 s each, 1.3 s in a 200-step
+    run of the 100 % supervised benchmark. Garbage made inside is still collected; on exit the
+    objects return to the collector (``gc.freeze`` / ``gc.unfreeze``).
+    """
+    gc.collect()  # what is garbage already is freed, not frozen
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -42,11 +42,11 @@ from semires.refine.atoms import pack_for_device
 from semires.tracking import Tracker, TrackingConfig
 from semires.train import ddp
 from semires.train.checkpoint import load_model, load_model_file, resume_training, save_checkpoint, save_model
-from semires.train.dataset import ExpressionDataset
+from semires.train.dataset import ExpressionDataset, batch_loader
 from semires.train.ema import MeanTeacher
 from semires.train.losses import check_finite, segmentation_loss, supervised_loss
 from semires.train.optim import build_optimizer, build_scheduler
-from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
+from semires.train.runtime import amp_dtype, autocast, configure, frozen_heap, seed_everything
 from semires.train.sampler import StreamBatchSampler
 from semires.train.semi_config import SemiConfig
 from semires.train.semi_data import UnlabeledDataset, collate_unlabeled
@@ -220,15 +220,16 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
     tags = {"semires.mode": cfg.mode, "semires.refine": refine_cfg.name,
             "semires.labeled_images": str(len(set(labeled)))}
     window: dict[str, list[float]] = {}
-    with tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
+    with frozen_heap(), tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
         state["run_id"] = trk.run_id
         trk.log_params(resolved)
         while step < total:
             stop = min(total, (step // cfg.eval_every + 1) * cfg.eval_every)
-            loaders = [DataLoader(ds, batch_sampler=StreamBatchSampler(len(ds), b, cfg.seed + k, step, stop),
-                                  num_workers=cfg.num_workers, collate_fn=coll)
-                       for k, (ds, b, coll) in enumerate(((lab_ds, cfg.batch_size, None),
-                                                          (unl_ds, cfg.unlabeled_batch, collate_unlabeled)))]
+            loaders = [batch_loader(lab_ds, StreamBatchSampler(len(lab_ds), cfg.batch_size, cfg.seed, step, stop),
+                                    num_workers=cfg.num_workers),
+                       DataLoader(unl_ds, batch_sampler=StreamBatchSampler(len(unl_ds), cfg.unlabeled_batch,
+                                                                           cfg.seed + 1, step, stop),
+                                  num_workers=cfg.num_workers, collate_fn=collate_unlabeled)]
             t0 = time.perf_counter()
             bar = tqdm(zip(*loaders), total=stop - step, desc=f"semi {step}/{total}", disable=not progress,
                        unit="step", leave=False)

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from semires import io
@@ -44,10 +43,10 @@ from semires.train.checkpoint import (
     save_model,
 )
 from semires.train.config import BurnInConfig
-from semires.train.dataset import ExpressionDataset
+from semires.train.dataset import ExpressionDataset, batch_loader
 from semires.train.losses import category_loss, check_finite, supervised_loss
 from semires.train.optim import build_optimizer, build_scheduler
-from semires.train.runtime import amp_dtype, autocast, configure, memory_format, seed_everything
+from semires.train.runtime import amp_dtype, autocast, configure, frozen_heap, memory_format, seed_everything
 from semires.train.sampler import StreamBatchSampler, steps_per_epoch
 
 # burn_in fields that may change between a run and its resume without changing the result
@@ -197,7 +196,7 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
     aux = train_ds.categories is not None  # the category loss is on (checked by _category_classes)
     tracker = Tracker(tracking, out_dir, active=info.is_main)
     tags = {"semires.model": model_cfg.name, "semires.labeled_images": str(resolved["data"]["labeled_images"])}
-    with tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
+    with frozen_heap(), tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
         state["run_id"] = trk.run_id
         trk.log_params(resolved)
         trk.log_artifact(out_dir / "config.json")
@@ -206,8 +205,8 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
             end = min(total, (epoch + 1) * spe)
             sampler = StreamBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, step, end, info.rank,
                                          info.world_size)
-            loader = DataLoader(early_ds if epoch < cfg.early_epochs else train_ds, batch_sampler=sampler,
-                                num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+            loader = batch_loader(early_ds if epoch < cfg.early_epochs else train_ds, sampler,
+                                  num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
             net.train()
             t0 = time.perf_counter()
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and info.is_main),
@@ -298,7 +297,5 @@ def _finish(model, model_cfg: ModelConfig, cfg: BurnInConfig, state: dict, out_d
     for name in ("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors"):
         trk.log_artifact(out_dir / name)
     if trk.enabled and trk.cfg.log_model and best_file.is_file():
-        batch = [val_ds[i] for i in range(min(2, len(val_ds)))] * (2 if len(val_ds) < 2 else 1)
-        example = tuple(torch.stack([b[k] for b in batch]) for k in ("image", "input_ids", "attention_mask"))
-        trk.log_model(model.cpu(), example)
+        trk.log_model(model.cpu(), val_ds.example_inputs(2))
     return result

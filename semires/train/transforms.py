@@ -37,11 +37,11 @@ _INV_STD_255 = 1.0 / (torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255.0)
 
 
 def normalize(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32, ImageNet mean/std normalised (``(x / 255 - mean) / std``
-    to within 1e-6)."""
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32, ImageNet mean/std normalised
+    (``(x / 255 - mean) / std`` to within 1e-6); one image or a stacked batch, contiguous."""
     # channels first while still uint8, then in place on a contiguous tensor: a quarter of the
-    # bytes to move, and 3x faster than arithmetic on the permuted view (it is per item, per step)
-    t = torch.from_numpy(np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))).float()
+    # bytes to move, and 3x faster than arithmetic on the permuted view (it runs every step)
+    t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(image, dtype=np.uint8), -1, -3))).float()
     return t.sub_(_MEAN_255).mul_(_INV_STD_255)
 
 

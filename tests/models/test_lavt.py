@@ -322,3 +322,29 @@ def test_directional_context_depends_on_each_sample_alone():
     torch.nn.init.normal_(block.proj.weight)
     x = torch.randn(3, 4, 6, 6)
     assert torch.allclose(block(x)[1:2], block(x[1:2]), atol=1e-6)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("size_in", "size_out"), [((4, 4), (16, 16)), ((5, 3), (13, 17)), ((8, 8), (8, 8))])
+def test_matrix_bilinear_resize_is_torch_bilinear_with_its_gradient(channels_last, size_in, size_out):
+    import torch.nn.functional as F
+
+    from semires.models.resize import resize_bilinear
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size_in)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, ref = resize_bilinear(a, size_out), F.interpolate(b, size=size_out, mode="bilinear", align_corners=False)
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype
+    assert ours.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    g = torch.randn_like(ref)
+    ours.backward(g)
+    ref.backward(g)
+    assert torch.allclose(a.grad, b.grad, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 in, float32 out, as F.interpolate
+        assert resize_bilinear(x, size_out).dtype == torch.float32
+    low = resize_bilinear(x.bfloat16(), size_out)
+    assert low.dtype == torch.bfloat16 and torch.allclose(low.float(), ref.detach(), atol=0.05)

@@ -148,3 +148,47 @@ def test_check_finite_raises_training_diverged(bad, tmp_path):
     with pytest.raises(TrainingDiverged, match="diverged") as err:
         check_finite(torch.tensor(bad), 7, tmp_path / "last.pt")
     assert "step 7" in str(err.value) and "last.pt" in str(err.value) and "fix:" in str(err.value)
+
+
+def _softmax_reference(logits, target, class_weights, dice_weight, pixel_weight=None, eps=1.0):
+    """The losses written with torch's 2-class softmax (what the margin-based pass must equal)."""
+    w = torch.tensor(class_weights)
+    valid = target != IGNORE_INDEX
+    ce = F.cross_entropy(logits, target, weight=w, ignore_index=IGNORE_INDEX, reduction="none")
+    ce = (ce * (1.0 if pixel_weight is None else pixel_weight)).sum() / w[target.clamp(0, 1)][valid].sum()
+    prob = logits.softmax(dim=1)[:, 1] * valid
+    tgt = (target == 1).float()
+    inter = (prob * tgt).flatten(1).sum(1)
+    total = prob.flatten(1).sum(1) + tgt.flatten(1).sum(1)
+    return ce + dice_weight * (1.0 - (2.0 * inter + eps) / (total + eps)).mean()
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])  # 30: confident logits, where a naive log(sigmoid) overflows
+@pytest.mark.parametrize("with_pixel_weight", [False, True])
+def test_loss_and_its_closed_form_gradient_match_the_softmax_formulation(scale, with_pixel_weight):
+    from semires.train.losses import supervised_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 9, 7) * scale
+    target = (torch.rand(3, 9, 7) > 0.7).long()
+    target[0, :2] = IGNORE_INDEX
+    pw = torch.rand(3, 9, 7) if with_pixel_weight else None
+    fused, ref = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    if pw is None:
+        value = supervised_loss(fused, target, (0.9, 1.1), dice_weight=0.7)
+    else:  # pixel weights are the unsupervised CE's (no Dice there)
+        value = segmentation_loss(fused, target, (0.9, 1.1), pixel_weight=pw)
+    expected = _softmax_reference(ref, target, (0.9, 1.1), 0.0 if pw is not None else 0.7, pw)
+    value.backward()
+    expected.backward()
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-5, abs=1e-6)
+    assert torch.allclose(fused.grad, ref.grad, rtol=1e-4, atol=1e-8)
+    assert fused.grad[:, 0].neg().equal(fused.grad[:, 1])  # only the margin between the classes matters
+    low = logits.bfloat16().requires_grad_()
+    supervised_loss(low, target, (0.9, 1.1), dice_weight=1.0).backward()
+    assert low.grad.dtype == torch.bfloat16 and torch.isfinite(low.grad.float()).all()
+
+
+def test_losses_take_only_two_class_logits():
+    with pytest.raises(ValueError, match="2-class"):
+        segmentation_loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))

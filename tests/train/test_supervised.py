@@ -300,3 +300,64 @@ def test_overlays_are_drawn_once_at_the_end_from_the_best_weights(tmp_path, tiny
     weights, title = drawn[0]
     assert all(torch.equal(weights[k], best[k]) for k in best)
     assert title.startswith(f"val epoch {res['best_epoch']}:")
+
+
+def test_a_batch_indexed_at_once_equals_the_collated_items(tiny_text, mini_index):
+    import numpy as np
+    from torch.utils.data import BatchSampler, DataLoader, Subset, default_collate
+
+    from semires.data.index import RefIndex
+    from semires.models import load_tokenizer
+    from semires.models.category_head import category_lookup
+    from semires.train.dataset import ExpressionDataset, batch_loader
+
+    index = RefIndex.load(mini_index)
+    ds = ExpressionDataset.from_split(index, load_tokenizer(tiny_text), 32, 8, split="train",
+                                      categories=category_lookup(index.cats))
+    rows = [3, 0, 3, len(ds) - 1]  # any order, repeats allowed
+    batch = ds[rows]
+    items = default_collate([ds[i] for i in rows])
+    assert batch.keys() == items.keys()
+    for key, value in items.items():
+        assert batch[key].dtype == value.dtype and batch[key].shape == value.shape, key
+        assert torch.equal(batch[key], value), key  # bit-identical: same arithmetic, batched
+    assert batch["image"].is_contiguous() and batch["index"].tolist() == rows
+    assert ds[np.int64(2)]["index"].ndim == 0  # a scalar index of any integer type is one item
+    # the loader asks for whole batches (also through a Subset) and gives what per-item loading gives
+    sub = Subset(ds, [1, 2, 4, 5, 6])
+    fast = list(batch_loader(sub, BatchSampler(range(len(sub)), 2, drop_last=False)))
+    slow = list(DataLoader(sub, batch_size=2))
+    assert [b["index"].tolist() for b in fast] == [[1, 2], [4, 5], [6]]
+    for a, b in zip(fast, slow, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_training_keeps_the_heap_frozen_and_gives_it_back(tmp_path, tiny_text, mini_index):
+    import gc
+    import weakref
+
+    from semires.train.runtime import frozen_heap
+
+    class Node:
+        pass
+
+    seen = []
+    with frozen_heap():
+        frozen = gc.get_freeze_count()
+        cycle = Node()
+        cycle.self = cycle  # garbage made inside is still collected
+        ref = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert frozen > 0 and ref() is None
+    assert gc.get_freeze_count() == 0
+
+    def hook(step):
+        seen.append(gc.get_freeze_count())
+        if step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_supervised(mini_index, None, tmp_path / "run", *_cfgs(tiny_text, epochs=1), OFF, step_hook=hook,
+                         progress=False)
+    assert seen and all(n > 0 for n in seen) and gc.get_freeze_count() == 0  # also after a kill
