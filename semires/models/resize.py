@@ -4,7 +4,8 @@ align_corners=False)``, not its kernel).
 Bilinear interpolation is separable and linear: ``out = A_h x A_w^T`` per channel, with ``A`` the
 (out, in) matrix of each output row's two source rows and weights. On the CPU, torch's bilinear
 kernel, and above all its backward (a scatter-add), took about 8 ms of a 160 ms 128 px training
-step of the default model; as matrix products both directions are dense GEMMs.
+step of the 100 % supervised model; as matrix products both directions are dense GEMMs, and the
+step is 4.4 ms faster (timed interleaved in one process).
 """
 
 from __future__ import annotations
