@@ -69,8 +69,9 @@ SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64
 # 4 x 4 cell's pixels) with 32 context channels gave 70.3 / 69.3 / 70.5 over seeds 0-2 in 7 epochs,
 # against 67.5 / 67.0 / 69.5 without; it costs 10 % per step. 7 x 410 steps kept that in 10 minutes (69.8 /
 # 68.1 / 69.0); with the faster step of 2026-11-27 (batched loading, closed-form loss, matrix
-# upsampling, the padding mask in the attention product, a frozen heap; the same function) full
-# epochs fit again (7 x 470 gave 69.6 / 68.7 / 71.1 in 10.0-10.6 min: see the README's seeds table).
+# upsampling, the padding mask in the attention product, a frozen heap; the same function) the run
+# is back at 7 full epochs: 71.1 / 68.6 / 70.7, but in 10.6-11.9 min in a slow spell of the machine
+# (7 x 470 an hour earlier: 69.6 / 68.7 / 71.1 in 10.0-10.6 min; see the README's seeds table).
 FULL = dict(SMALL, epochs=7, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=128, category_weight=1.0,
             val_max_expressions=500, channels_last=True)
 # RefShapes' 8 shape categories; the subpixel head and 32 context channels: see the README's 100 % runs
