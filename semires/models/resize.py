@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 
 @functools.lru_cache(maxsize=64)
-def _weights(n_in: int, n_out: int) -> torch.Tensor:
+def _weights(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) float64 bilinear weights, align_corners=False, as torch computes its source
     coordinates: ``src = (dst + 0.5) * n_in / n_out - 0.5``, clamped at 0, the next row clamped at
-    the last."""
-    a = torch.zeros(n_out, n_in, dtype=torch.float64)
+    the last. NumPy, not torch: a tensor made and cached while torch.export or torch.compile traces
+    the model would be a fake tensor, and every later eager call would get it."""
+    a = np.zeros((n_out, n_in), dtype=np.float64)
     scale = n_in / n_out
     for dst in range(n_out):
         src = max((dst + 0.5) * scale - 0.5, 0.0)
@@ -30,12 +32,13 @@ def _weights(n_in: int, n_out: int) -> torch.Tensor:
         w1 = src - i0
         a[dst, i0] += 1.0 - w1
         a[dst, i1] += w1
+    a.setflags(write=False)
     return a
 
 
 def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype, device) -> torch.Tensor:
     """(n_out, n_in) bilinear interpolation weights (rows sum to 1)."""
-    return _weights(int(n_in), int(n_out)).to(device=device, dtype=dtype)
+    return torch.tensor(_weights(int(n_in), int(n_out)), dtype=dtype, device=device)
 
 
 def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

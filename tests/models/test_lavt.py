@@ -348,3 +348,21 @@ def test_matrix_bilinear_resize_is_torch_bilinear_with_its_gradient(channels_las
         assert resize_bilinear(x, size_out).dtype == torch.float32
     low = resize_bilinear(x.bfloat16(), size_out)
     assert low.dtype == torch.bfloat16 and torch.allclose(low.float(), ref.detach(), atol=0.05)
+
+
+def test_matrix_resize_traced_first_still_runs_eagerly_after():
+    """The weights are cached; made during a trace they must not be the trace's fake tensors."""
+    import torch.nn.functional as F
+
+    from semires.models import resize
+
+    class Up(torch.nn.Module):
+        def forward(self, x):
+            return resize.resize_bilinear(x, (16, 12))
+
+    resize._weights.cache_clear()  # as in a fresh process that exports before it runs the model
+    x = torch.randn(2, 3, 4, 5)
+    exported = torch.export.export(Up(), (x,))
+    ref = F.interpolate(x, size=(16, 12), mode="bilinear", align_corners=False)
+    assert torch.allclose(Up()(x), ref, atol=1e-5)
+    assert torch.allclose(exported.module()(x), ref, atol=1e-5)
