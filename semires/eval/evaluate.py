@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, Subset
+from torch.utils.data import BatchSampler
 from tqdm import tqdm
 
 from semires import io
@@ -70,8 +70,7 @@ def evaluate_model(model: torch.nn.Module, dataset: ExpressionDataset, *, batch_
     rank, world = _rank_world() if distributed else (0, 1)
     n = len(dataset)
     mine = list(range(rank, n, world))
-    loader = batch_loader(Subset(dataset, mine), BatchSampler(range(len(mine)), batch_size, drop_last=False),
-                          num_workers=num_workers)
+    loader = batch_loader(dataset, BatchSampler(mine, batch_size, drop_last=False), num_workers=num_workers)
     inter = torch.zeros(n, dtype=torch.int64)
     union = torch.zeros(n, dtype=torch.int64)
     want = {int(i) for i in sample_indices}

@@ -83,9 +83,7 @@ class LAVT(nn.Module):
         # float32 NCHW before the upsampling: under CPU autocast the decoder's logits are bf16 and (from
         # a channels-last model) NHWC with 2 channels, where the upsampling and its backward took 2x as
         # long, and the losses cast the full-size result to float32 anyway
-        logits = self.decoder(feats, images).float().contiguous()
-        if logits.shape[-2:] != images.shape[-2:]:
-            logits = resize_bilinear(logits, images.shape[-2:])
+        logits = resize_bilinear(self.decoder(feats, images).float().contiguous(), images.shape[-2:])
         if not return_categories:
             return logits
         if self.category_head is None:

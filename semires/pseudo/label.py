@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import BatchSampler, Subset
+from torch.utils.data import BatchSampler
 from tqdm import tqdm
 
 from semires import io
@@ -102,8 +102,7 @@ def _same_keys(path: Path, want: list[tuple[int, int]]) -> bool:
 def _predict_shard(model, ds, rows: list[int], path: Path, cfg: PseudoLabelConfig, device, dtype) -> None:
     from semires.train.dataset import batch_loader
 
-    loader = batch_loader(Subset(ds, rows), BatchSampler(range(len(rows)), cfg.batch_size, drop_last=False),
-                          num_workers=cfg.num_workers)
+    loader = batch_loader(ds, BatchSampler(rows, cfg.batch_size, drop_last=False), num_workers=cfg.num_workers)
     probs, masks, ref_ids, sent_ids, image_ids = [], [], [], [], []
     for batch in loader:
         prob, mask = teacher_predict(model, batch["image"].to(device), batch["input_ids"].to(device),

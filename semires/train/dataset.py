@@ -144,5 +144,6 @@ def batch_loader(dataset: Dataset, batch_sampler: Iterable[Sequence[int]], num_w
                  pin_memory: bool = False) -> DataLoader:
     """A DataLoader that indexes ``dataset`` once per batch, with the batch's index list (torch's
     automatic batching off), for datasets that batch themselves (:class:`ExpressionDataset`, or a
-    ``Subset`` of one). ``batch_sampler`` yields index lists, e.g. a ``BatchSampler``."""
+    ``Subset`` of one). ``batch_sampler`` yields index lists, e.g. ``BatchSampler(rows, size, False)``
+    for ``rows`` in order."""
     return DataLoader(dataset, sampler=batch_sampler, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
