@@ -43,6 +43,10 @@ class ModelConfig(Section):
     # fusion and decoder
     fusion_heads: int = Field(4, ge=1, description="attention heads of the pixel-word attention (LAVT: 1); "
                               "several let a pixel take up several words ('red', 'star', 'left of') at once")
+    fusion_stages: list[int] | None = Field(
+        None, description="backbone stages (0 = stride 4) followed by a pixel-word fusion; None = every stage, as "
+                          "LAVT. Stage 0's fusion attends from 16x as many positions as stage 2's, so it is the "
+                          "costliest on a CPU")
     fusion_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the fusion module")
     decoder_channels: int = Field(32, ge=8, description="channels of the segmentation decoder (LAVT: 256)")
     detail_stride: Literal[1, 2, 4] = Field(

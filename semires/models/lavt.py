@@ -14,7 +14,7 @@ from semires.models.text import TextEncoder
 
 
 class LAVT(nn.Module):
-    """Referring segmentation: pixel-word fusion after every backbone stage, then a decoder.
+    """Referring segmentation: pixel-word fusion after the backbone stages (all by default), then a decoder.
 
     forward(images, input_ids, attention_mask) -> logits
         images: (B, 3, H, W) float32, ImageNet-normalised (see :mod:`semires.train.transforms`).
@@ -28,20 +28,27 @@ class LAVT(nn.Module):
     ``(logits, category_logits)``, the latter (B, categories + 1, H_s, W_s) at the finest stage the
     head reads (:class:`~semires.models.category_head.CategoryHead`). Stages in
     ``context_stages`` pass their fused features through a
-    :class:`~semires.models.context.DirectionalContext`.
+    :class:`~semires.models.context.DirectionalContext`; ``fusion_stages`` (default: all) are the
+    stages followed by a :class:`~semires.models.fusion.FusionBlock`.
     """
 
     def __init__(self, text: TextEncoder, backbone: nn.Module, fusion_heads: int = 1, fusion_dropout: float = 0.0,
                  decoder_channels: int = 64, num_classes: int = 2, coord_features: bool = False,
                  sentence_film: bool = False, detail_stride: int = 4, detail_channels: int = 16,
                  categories: int = 0, category_stages: tuple[int, ...] = (0, 1),
-                 context_stages: tuple[int, ...] = (), context_channels: int = 16, subpixel_channels: int = 0):
+                 context_stages: tuple[int, ...] = (), context_channels: int = 16, subpixel_channels: int = 0,
+                 fusion_stages: tuple[int, ...] | None = None):
         super().__init__()
         self.text = text
         self.backbone = backbone
-        self.fusions = nn.ModuleList(
-            FusionBlock(c, text.hidden_size, fusion_heads, fusion_dropout, coord_features, sentence_film)
-            for c in backbone.channels)
+        stages = len(backbone.channels)
+        fusion_stages = range(stages) if fusion_stages is None else sorted(set(fusion_stages))
+        if not fusion_stages or not all(0 <= s < stages for s in fusion_stages):
+            raise ValueError(f"fusion_stages {fusion_stages} must name at least one of the backbone's {stages} stages")
+        # keys "0".."3", so a model fusing at every stage has LAVT's (and earlier checkpoints') parameter names
+        self.fusions = nn.ModuleDict(
+            {str(s): FusionBlock(backbone.channels[s], text.hidden_size, fusion_heads, fusion_dropout, coord_features,
+                                 sentence_film) for s in fusion_stages})
         self.decoder = SegDecoder(backbone.channels, decoder_channels, num_classes, detail_stride, detail_channels,
                                   subpixel_channels)
         self.category_stages = sorted(set(category_stages))
@@ -69,12 +76,13 @@ class LAVT(nn.Module):
         word_mask = attention_mask[:, :keep].to(words.dtype)            # (B, L')
         x = self.backbone.embed(images)
         feats, visual = [], []
-        last = len(self.fusions) - 1
-        for i, fusion in enumerate(self.fusions):
+        last = len(self.backbone.channels) - 1
+        for i in range(last + 1):
             x = self.backbone.stage(i, x)
             if return_categories and i in self.category_stages:
                 visual.append(x)
-            x = fusion(x, words, word_mask)
+            if str(i) in self.fusions:
+                x = self.fusions[str(i)](x, words, word_mask)
             if str(i) in self.contexts:
                 x = self.contexts[str(i)](x)
             feats.append(self.backbone.out_norm(i, x))

@@ -46,7 +46,7 @@ def _text(cfg: ModelConfig, default_config=None) -> TextEncoder:
 def _lavt(cfg: ModelConfig, text: TextEncoder, backbone: nn.Module, coords: bool) -> LAVT:
     return LAVT(text, backbone, cfg.fusion_heads, cfg.fusion_dropout, cfg.decoder_channels, cfg.num_classes, coords,
                 cfg.sentence_film, cfg.detail_stride, cfg.detail_channels, cfg.categories, cfg.category_stages,
-                cfg.context_stages, cfg.context_channels, cfg.subpixel_channels)
+                cfg.context_stages, cfg.context_channels, cfg.subpixel_channels, cfg.fusion_stages)
 
 
 def _minilm_config():

@@ -39,7 +39,8 @@ def test_forward_shape_any_input_size(tiny_text, size, head):
                                      {"detail_stride": 2}, {"detail_stride": 1, "detail_channels": 4},
                                      {"detail_stride": 4, "subpixel_channels": 4},
                                      {"categories": 3, "category_stages": [0, 1, 2, 3]},
-                                     {"context_stages": [0, 1, 2, 3], "context_channels": 4}])
+                                     {"context_stages": [0, 1, 2, 3], "context_channels": 4},
+                                     {"fusion_stages": [1, 3]}])
 def test_backward_every_trainable_param_gets_grad_frozen_text_none(tiny_text, options):
     model = _tiny(tiny_text, **options).train()
     x, ids, mask = _inputs(tiny_text)
@@ -366,3 +367,70 @@ def test_matrix_resize_traced_first_still_runs_eagerly_after():
     ref = F.interpolate(x, size=(16, 12), mode="bilinear", align_corners=False)
     assert torch.allclose(Up()(x), ref, atol=1e-5)
     assert torch.allclose(exported.module()(x), ref, atol=1e-5)
+
+
+def test_fusion_stages_choose_where_language_enters(tiny_text):
+    every = _tiny(tiny_text)
+    assert sorted(every.fusions) == ["0", "1", "2", "3"]
+    # a model fusing at every stage keeps LAVT's (and earlier checkpoints') parameter names
+    assert any(k.startswith("fusions.0.pwam.") for k in every.state_dict())
+    later = _tiny(tiny_text, fusion_stages=[2, 1]).eval()
+    assert sorted(later.fusions) == ["1", "2"]
+    assert not any(k.startswith(("fusions.0.", "fusions.3.")) for k in later.state_dict())
+    x, ids, mask = _inputs(tiny_text)
+    assert later(x, ids, mask).shape == (2, 2, 40, 56)
+    # without a fusion at stage 0 the stride-4 features carry no language, the prediction still does
+    other = ids.clone()
+    other[0, 1:4] = ids[1, 1:4]
+    assert not torch.allclose(later(x, other, mask)[0], later(x, ids, mask)[0])
+    for bad in ([], [4], [-1]):
+        with pytest.raises(ValueError, match="fusion_stages"):
+            _tiny(tiny_text, fusion_stages=bad)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("coords", [False, True])
+def test_fusion_block_in_token_layout_is_the_conv1d_formulation(channels_last, coords):
+    """The fusion computes on (B, HW, C) tokens with LAVT's 1x1 Conv1d parameters; the reference
+    runs those Conv1d modules over (B, C, HW) as LAVT writes it."""
+    from semires.models.fusion import FusionBlock, coord_tokens
+
+    torch.manual_seed(0)
+    block = FusionBlock(8, 10, num_heads=2, coords=coords).train()
+    for p in block.parameters():  # the zero-initialised parts too, so every path counts
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(3, 8, 5, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    words, word_mask = torch.randn(3, 10, 4), torch.tensor([[1.0, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+
+    def reference(x):
+        b, c, h, w = x.shape
+        flat = x.flatten(2)
+        if coords:
+            flat = torch.cat([flat, coord_tokens(h, w, x.device, x.dtype).T.expand(b, -1, -1)], dim=1)
+        pwam, att = block.pwam, block.pwam.attention
+        vis = pwam.vis_project(flat)                                          # (B, C, N)
+        q = att.query(flat).reshape(b, 2, 4, h * w).transpose(2, 3)           # (B, h, N, d)
+        k = att.key(words).reshape(b, 2, 4, -1)                               # (B, h, d, L)
+        v = att.value(words).reshape(b, 2, 4, -1).transpose(2, 3)             # (B, h, L, d)
+        sim = (q @ k) / 2.0 + torch.log(word_mask)[:, None, None, :]
+        lang = att.out((sim.softmax(-1) @ v).transpose(2, 3).reshape(b, 8, h * w))
+        mm = pwam.project_mm(vis * lang).reshape(b, c, h, w)
+        gate = block.gate.net(mm.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x + gate * mm
+
+    grads = []
+    for fn in (block, reference):
+        xi = x.clone().requires_grad_()
+        out = fn(xi, words, word_mask) if fn is block else fn(xi)
+        out.backward(torch.cos(torch.arange(out.numel(), dtype=torch.float32)).reshape(out.shape))
+        grads.append((out.detach(), xi.grad, {n: p.grad.clone() for n, p in block.named_parameters()}))
+        block.zero_grad(set_to_none=True)
+    (out, gx, gp), (ref, rgx, rgp) = grads
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gx, rgx, rtol=1e-4, atol=1e-4)
+    for n in gp:
+        torch.testing.assert_close(gp[n], rgp[n], rtol=1e-3, atol=1e-3, msg=n)
+    # the residual keeps the input's layout (a channels-last model stays channels-last)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
