@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import gc
 import os
 import random
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,10 +23,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+@functools.cache
+def retain_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 512 << 20,
+                        top_pad: int = 64 << 20) -> bool:
+    """Have glibc's malloc keep freed memory for reuse instead of returning it to the OS (Linux only;
+    elsewhere a no-op). Returns whether the settings took.
+
+    torch's CPU allocator has no cache: every tensor of a step is a fresh ``malloc``. glibc serves
+    blocks above its adaptive mmap threshold (at most 32 MB) with fresh mappings and gives the top
+    of the heap back once more than the trim threshold lies free there, so each step faulted in
+    about 20 MB of new pages, zeroed by the kernel: about 4,900 minor page faults per 128 px step of
+    the 100 % supervised model, 6-12 ms of system CPU time. With blocks up to ``mmap_threshold``
+    bytes on the heap and up to ``trim_threshold`` bytes of free heap kept, 20-80 faults remain.
+    The cost: a process keeps up to ``trim_threshold`` of freed memory until it exits.
+    Process-wide; applied once.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        settings = ((_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold), (_M_TOP_PAD, top_pad))
+        return all(libc.mallopt(ctypes.c_int(k), ctypes.c_int(v)) == 1 for k, v in settings)
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
 def configure(device: torch.device, deterministic: bool = True, threads: int | None = None) -> None:
-    """Deterministic kernels where torch has them (CPU runs repeat bit-exactly), thread count."""
+    """Deterministic kernels where torch has them (CPU runs repeat bit-exactly), thread count, and
+    on the CPU a malloc that keeps freed memory (:func:`retain_freed_memory`)."""
     if threads:
         torch.set_num_threads(threads)
+    if device.type == "cpu":
+        retain_freed_memory()
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
