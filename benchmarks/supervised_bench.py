@@ -71,7 +71,9 @@ SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64
 # 68.1 / 69.0); with the faster step of 2026-11-27 (batched loading, closed-form loss, matrix
 # upsampling, the padding mask in the attention product, a frozen heap; the same function) the run
 # is back at 7 full epochs: 71.1 / 68.6 / 70.7, but in 10.6-11.9 min in a slow spell of the machine
-# (7 x 470 an hour earlier: 69.6 / 68.7 / 71.1 in 10.0-10.6 min; see the README's seeds table).
+# (7 x 470 an hour earlier: 69.6 / 68.7 / 71.1 in 10.0-10.6 min). With the fusion on tokens and malloc
+# keeping freed memory (same function again): 69.8 / 68.8 / 68.6 in 8.5-9.4 min; the eleven 7-epoch
+# runs of the three codes average 69.6 (see the README's seeds table).
 FULL = dict(SMALL, epochs=7, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=128, category_weight=1.0,
             val_max_expressions=500, channels_last=True)
 # RefShapes' 8 shape categories; the subpixel head and 32 context channels: see the README's 100 % runs

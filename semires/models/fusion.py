@@ -1,8 +1,9 @@
 """Language-aware vision encoding (LAVT, Yang et al. CVPR 2022): pixel-word attention + language gate.
 
-At every backbone stage, each pixel attends over the words of the expression; the attended
-language feature is multiplied with a projection of the pixel feature (PWAM), and a learned
-tanh gate decides how much of that multimodal feature flows back into the visual stream.
+After each fused backbone stage (every stage by default), each pixel attends over the words of the
+expression; the attended language feature is multiplied with a projection of the pixel feature
+(PWAM), and a learned tanh gate decides how much of that multimodal feature flows back into the
+visual stream.
 """
 
 from __future__ import annotations
@@ -28,17 +29,15 @@ class InstanceNorm(nn.Module):
     """Normalise each channel over positions: (B, C, N) -> (B, C, N), zero mean and unit variance.
 
     Same as ``nn.InstanceNorm1d`` (no affine), but also defined for N = 1 (gives zeros), which
-    tiny inputs reach at stride 32. ``dim`` is the positions' axis (-1 here; the fusion also
-    normalises (B, N, C) tokens over dim 1).
+    tiny inputs reach at stride 32. ``dim`` is the positions' axis: the fusion also normalises
+    (B, N, C) tokens, over dim 1.
     """
 
-    def __init__(self, eps: float = 1e-5, dim: int = -1):
+    def __init__(self, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        self.dim = dim
 
-    def forward(self, x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-        dim = self.dim if dim is None else dim
+    def forward(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         x = x - x.mean(dim=dim, keepdim=True)
         return x * torch.rsqrt(x.pow(2).mean(dim=dim, keepdim=True) + self.eps)
 
