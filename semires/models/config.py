@@ -39,7 +39,8 @@ class ModelConfig(Section):
     coord_features: bool = Field(True, description="lavt_tiny: append normalised x/y maps before each "
                                  "fusion, so spatial words ('left', 'top') have something to attend to")
     sentence_film: bool = Field(False, description="also scale/shift each stage's features from the mean word "
-                                "feature (FiLM); not in LAVT, helps small from-scratch backbones ground sooner")
+                                "feature (FiLM); not in LAVT. Early short runs grounded sooner with it; the 100 % "
+                                "128 px run scored 68.7 with it against 69.8 without (seed 0), so it is off")
     # fusion and decoder
     fusion_heads: int = Field(4, ge=1, description="attention heads of the pixel-word attention (LAVT: 1); "
                               "several let a pixel take up several words ('red', 'star', 'left of') at once")
