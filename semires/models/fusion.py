@@ -112,9 +112,9 @@ class PixelWordAttention(nn.Module):
 class PWAM(nn.Module):
     """Pixel-word attention module: projected pixel feature x attended language feature.
 
-    forward(x (B, Cin, H, W), words (B, Cl, L), word_mask (B, L)) -> (B, C, H, W) multimodal
-    feature, where Cin = C (+2 with coordinate maps); computed on (B, H W, C) tokens (see
-    :func:`pointwise`), so the result is channels-last in memory.
+    forward(tokens (B, N, Cin), words (B, Cl, L), word_mask (B, L)) -> (B, N, C) multimodal feature
+    of the N = H W positions, where Cin = C (+2 with coordinate maps); see :func:`pointwise` for
+    why tokens, and :func:`tokens_of` for a feature map's.
     """
 
     def __init__(self, in_channels: int, channels: int, lang_channels: int, num_heads: int = 1,
@@ -132,11 +132,7 @@ class PWAM(nn.Module):
             out = layer(out)
         return out
 
-    def forward(self, x: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        return self.forward_tokens(tokens_of(x), words, word_mask).unflatten(1, x.shape[-2:]).permute(0, 3, 1, 2)
-
-    def forward_tokens(self, tokens: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        """tokens (B, N, Cin) -> (B, N, C)."""
+    def forward(self, tokens: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         vis = self._project(self.vis_project, tokens)                  # (B, N, C)
         lang = self.attention(tokens, words, word_mask)                # (B, N, C)
         return self._project(self.project_mm, vis * lang)
@@ -191,7 +187,7 @@ class FusionBlock(nn.Module):
         inp = tokens_of(x)                                             # (B, N, C)
         if self.coords:
             inp = torch.cat([inp, coord_tokens(h, w, x.device, x.dtype).expand(b, -1, -1)], dim=2)
-        mm = self.pwam.forward_tokens(inp, words, word_mask).unflatten(1, (h, w))  # (B, H, W, C)
+        mm = self.pwam(inp, words, word_mask).unflatten(1, (h, w))     # (B, H, W, C)
         # the gate and the residual in (B, H, W, C) too: a view of a channels-last x
         out = x.permute(0, 2, 3, 1) + self.gate(mm) * mm
         return out.permute(0, 3, 1, 2)
