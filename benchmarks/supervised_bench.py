@@ -193,8 +193,8 @@ def _doc(raw: list[dict], model: ModelConfig) -> dict:
         "notes": (verdict + f"lavt_tiny (frozen MiniLM-L6 + conv backbone, {model.fusion_heads} fusion heads, "
                   f"{_logits(raw)[2:]}{_fusion(raw)}{_category_head(raw)}{_context(raw)}{_text_layers(raw)}{_seeds(raw)}{_early(raw)}"
                   f"{_layout(raw)}{_loss_grid(raw)}), "
-                  "input px per run as listed, AdamW poly 0.9, CE [0.9, 1.1] + "
-                  f"{BurnInConfig().dice_weight:g} x Dice, autocast {SMALL['amp']}; global batch and lr per run: "
+                  f"input px per run as listed, AdamW poly 0.9, {_loss(raw)}, autocast {SMALL['amp']}; "
+                  "global batch and lr per run: "
                   + "; ".join(f"{100 * r['ratio']:g}%: batch {r['config']['batch_size'] * r.get('nproc', 1)}, lr "
                               f"{r['config']['lr']}" for r in raw) + ". "
                   f"Small labeled sets get {SMALL['epochs']} x {SMALL['steps_per_epoch']} steps. Best epoch by val oIoU"
@@ -221,6 +221,16 @@ def _per_row(raw: list[dict], one) -> str:
     if len(kinds) <= 1:
         return "".join(f", {k}" for k in kinds)
     return "; " + "; ".join(f"{k} in {', '.join(rows)}" for k, rows in kinds.items())
+
+
+def _loss(raw: list[dict]) -> str:
+    """The referring loss, with the Dice weight per row when the rows differ."""
+    weights: dict[float, list[str]] = {}
+    for r in raw:
+        weights.setdefault(r["config"].get("dice_weight", 1.0), []).append(f"{100 * r['ratio']:g}%")
+    if len(weights) <= 1:
+        return f"CE [0.9, 1.1] + {next(iter(weights), BurnInConfig().dice_weight):g} x Dice"
+    return "CE [0.9, 1.1] + Dice x " + " / ".join(f"{w:g} ({', '.join(rows)})" for w, rows in weights.items())
 
 
 def _category_head(raw: list[dict]) -> str:
