@@ -73,9 +73,12 @@ SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64
 # is back at 7 full epochs: 71.1 / 68.6 / 70.7, but in 10.6-11.9 min in a slow spell of the machine
 # (7 x 470 an hour earlier: 69.6 / 68.7 / 71.1 in 10.0-10.6 min). With the fusion on tokens and malloc
 # keeping freed memory (same function again): 69.8 / 68.8 / 68.6 in 8.5-9.4 min; the eleven 7-epoch
-# runs of the three codes average 69.6 (see the README's seeds table).
+# runs of the three codes average 69.6 (see the README's seeds table). Half the Dice weight
+# (burn_in.dice_weight 0.5; the 1-10 % runs keep 1) gave 70.9 and 0.25 gave 70.8 in one-thread screens
+# (seed 0), weight 2 gave 62.8; with two threads 0.5 gave 73.3 / 72.1 / 71.7 over seeds 0-2 in
+# 9.1-9.7 min, against 69.8 / 68.8 / 68.6 with 1 (README's seeds table).
 FULL = dict(SMALL, epochs=7, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=128, category_weight=1.0,
-            val_max_expressions=500, channels_last=True)
+            dice_weight=0.5, val_max_expressions=500, channels_last=True)
 # RefShapes' 8 shape categories; the subpixel head and 32 context channels: see the README's 100 % runs
 FULL_MODEL = {"categories": 8, "detail_stride": 4, "context_stages": [1, 2], "context_channels": 32,
               "subpixel_channels": 16}
