@@ -76,7 +76,7 @@ SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64
 # runs of the three codes average 69.6 (see the README's seeds table). Half the Dice weight
 # (burn_in.dice_weight 0.5; the 1-10 % runs keep 1) gave 70.9 and 0.25 gave 70.8 in one-thread screens
 # (seed 0), weight 2 gave 62.8; with two threads 0.5 gave 73.3 / 72.1 / 71.7 over seeds 0-2 in
-# 9.1-9.7 min, against 69.8 / 68.8 / 68.6 with 1 (README's seeds table).
+# 9.1-9.7 min, against 69.8 / 68.8 / 68.6 with 1, and seed 3 71.6 (README's seeds table).
 FULL = dict(SMALL, epochs=7, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=128, category_weight=1.0,
             dice_weight=0.5, val_max_expressions=500, channels_last=True)
 # RefShapes' 8 shape categories; the subpixel head and 32 context channels: see the README's 100 % runs

@@ -35,7 +35,7 @@ class BurnInConfig(Section):
     dice_weight: float = Field(1.0, ge=0.0, description="weight of a soft Dice term added to the cross-entropy "
                                "(0 = LAVT's CE only, the paper's setting); helps small objects, which CE "
                                "averages away. RefShapes' 100 % run at 128 px trains better with 0.5 (val "
-                               "mIoU 72.4 against 69.1 over three seeds; 2 gave 62.8)")
+                               "mIoU 72.2 over four seeds against 69.1 over three with 1; 2 gave 62.8)")
     category_weight: float = Field(0.0, ge=0.0, description="weight of an auxiliary loss that segments every "
                                    "annotated object of a labeled image by category from the backbone's pre-fusion "
                                    "features (needs model.categories; 0 = off, the paper's setting). Teaches a "
