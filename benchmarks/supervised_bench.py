@@ -216,11 +216,17 @@ def _seeds(raw: list[dict]) -> str:
     return "" if not any(seeds.values()) else "; seed " + ", ".join(f"{s} in {k}" for k, s in seeds.items())
 
 
+def _rows_by(raw: list[dict], key) -> dict:
+    """The rows' ratios ("100%", ...) grouped by ``key(row)``, in first-seen order."""
+    groups: dict = {}
+    for r in raw:
+        groups.setdefault(key(r), []).append(f"{100 * r['ratio']:g}%")
+    return groups
+
+
 def _per_row(raw: list[dict], one) -> str:
     """``one(row)`` for the rows, said once when all rows agree, else with the rows each applies to."""
-    kinds: dict[str, list[str]] = {}
-    for r in raw:
-        kinds.setdefault(one(r), []).append(f"{100 * r['ratio']:g}%")
+    kinds = _rows_by(raw, one)
     if len(kinds) <= 1:
         return "".join(f", {k}" for k in kinds)
     return "; " + "; ".join(f"{k} in {', '.join(rows)}" for k, rows in kinds.items())
@@ -228,9 +234,7 @@ def _per_row(raw: list[dict], one) -> str:
 
 def _loss(raw: list[dict]) -> str:
     """The referring loss, with the Dice weight per row when the rows differ."""
-    weights: dict[float, list[str]] = {}
-    for r in raw:
-        weights.setdefault(r["config"].get("dice_weight", 1.0), []).append(f"{100 * r['ratio']:g}%")
+    weights = _rows_by(raw, lambda r: r["config"].get("dice_weight", 1.0))
     if len(weights) <= 1:
         return f"CE [0.9, 1.1] + {next(iter(weights), BurnInConfig().dice_weight):g} x Dice"
     return "CE [0.9, 1.1] + Dice x " + " / ".join(f"{w:g} ({', '.join(rows)})" for w, rows in weights.items())
