@@ -47,8 +47,21 @@ def app(help: str) -> typer.Typer:
 
 
 def params(path: str | Path) -> Params:
-    """Validated params.yaml (defaults where absent)."""
-    return load_params(path)
+    """params.yaml validated as a whole, as ``components.configure`` does: every section with its model,
+    so a misspelt section or key (``splt:``, ``split.ratio:``) fails here with the file named, instead of
+    the stage running on defaults. Defaults where a section is absent; a missing file is an error."""
+    from semires.errors import SemiresError
+    from semires.pipeline import validate_params
+
+    path = Path(path)
+    if not path.is_file():
+        raise SemiresError("params file not found", path, "pass --params with the run's params.yaml")
+    p = load_params(path)
+    try:
+        validate_params(p)
+    except SemiresError as exc:
+        raise SemiresError(exc.what, path, exc.fix) from exc
+    return p
 
 
 def cfg(p: Params, name: str, model: type) -> Any:

@@ -39,3 +39,44 @@ class UnsafePickleError(DataError):
 
 class TrainingDiverged(SemiresError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Interrupted(BaseException):
+    """The process was asked to stop (SIGTERM); a BaseException so that ``except Exception`` cannot swallow it,
+    while ``finally`` blocks (which remove temp files) still run. ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(f"interrupted by {signal.Signals(self.signum).name}")
+
+
+_USER_ERRNOS = {"ENOENT", "EACCES", "EPERM", "EISDIR", "ENOTDIR", "ENOSPC", "EROFS", "EDQUOT", "ENAMETOOLONG",
+                "EEXIST", "ENOTEMPTY", "ELOOP", "EMFILE"}
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """One line (``<file or field>: <what is wrong> (fix: ...)``) for an exception that means bad input or
+    a bad environment rather than a bug, else None (the caller then keeps the traceback).
+
+    Covers :class:`SemiresError`, pydantic validation errors (the fields and what they accept), and
+    file-system errors that name a file (not found, permission denied, disk full ...).
+    """
+    import errno
+
+    if isinstance(exc, SemiresError):
+        return str(exc)
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or exc.title}: {e['msg']}" for e in exc.errors())
+        return f"invalid {exc.title}: {fields} (fix: correct the named field)"
+    if isinstance(exc, OSError) and errno.errorcode.get(exc.errno or -1) in _USER_ERRNOS:
+        where = exc.filename if exc.filename is not None else "file system"
+        fix = {"ENOSPC": "free disk space and rerun", "EDQUOT": "free disk space and rerun",
+               "EACCES": "check the file's permissions", "EPERM": "check the file's permissions",
+               "EROFS": "write to a writable folder"}.get(errno.errorcode[exc.errno], "check the path")
+        return f"{where}: {exc.strerror or exc} (fix: {fix})"
+    return None

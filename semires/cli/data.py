@@ -52,10 +52,28 @@ def split(index_path: Path = typer.Option(..., "--index", help="index JSON"),
     from semires.data.splits import make_splits
 
     cfg = load_params(params).split
-    rs = [float(r) for r in ratios.split(",")] if ratios else cfg.ratios
+    rs = _ratios(ratios) if ratios else cfg.ratios
     written = make_splits(RefIndex.load(index_path), rs, cfg.seed if seed is None else seed, out)
     for r, p in written.items():
         typer.echo(f"{r:g}: {p}")
+
+
+def _ratios(text: str) -> list[float]:
+    """``--ratios 0.01,0.05`` -> [0.01, 0.05]; each must be a fraction in (0, 1]."""
+    from semires.errors import SemiresError
+
+    out = []
+    for item in text.split(","):
+        try:
+            r = float(item)
+        except ValueError:
+            raise SemiresError(f"--ratios: {item.strip()!r} is not a number", None,
+                               "pass comma-separated fractions, e.g. --ratios 0.01,0.05") from None
+        if not 0.0 < r <= 1.0:
+            raise SemiresError(f"--ratios: {item.strip()} is not a labeled fraction in (0, 1]", None,
+                               "pass fractions, e.g. --ratios 0.01,0.05 for 1 % and 5 %")
+        out.append(r)
+    return out
 
 
 @app.command()

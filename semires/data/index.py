@@ -26,10 +26,19 @@ from tqdm import tqdm
 
 from semires import io
 from semires.data import masks as mask_codec
-from semires.data.refer import Refer
+from semires.data.refer import Refer, check_relative
 from semires.errors import DataError
 
 FORMAT = "semires-index/1"
+
+
+def inside(root: str | Path, file_name: str, source: str | Path) -> Path:
+    """``root / file_name``, refused unless ``file_name`` is a plain relative path (no ``..`` part, not
+    absolute), so an index or instances file cannot point reads outside the image folder. Symlinked files
+    inside the folder are allowed (DVC checks out with links into its cache). ``source`` is the file that
+    holds ``file_name`` (named in the error)."""
+    check_relative(file_name, "file_name", source)
+    return Path(root) / file_name
 
 
 def _check_image(path: Path, height: int, width: int) -> None:
@@ -81,14 +90,18 @@ def build_index(refer_dir: str | Path, image_dir: str | Path, out_path: str | Pa
     for iid in tqdm(used_imgs, desc="index: images", disable=not progress, unit="img"):
         im = refer.imgs[iid]
         if check_images:
-            _check_image(image_dir / im["file_name"], int(im["height"]), int(im["width"]))
+            _check_image(inside(image_dir, im["file_name"], inst), int(im["height"]), int(im["width"]))
         images.append({"id": iid, "file_name": im["file_name"], "height": int(im["height"]),
                        "width": int(im["width"])})
     anns = []
     for aid in used_anns:
         ann = refer.anns[aid]
-        _check_ann_inside(ann, refer.imgs[int(ann["image_id"])], inst)
-        rle = refer.ann_rle(aid)
+        try:
+            _check_ann_inside(ann, refer.imgs[int(ann["image_id"])], inst)
+            rle = refer.ann_rle(aid)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:  # a malformed segmentation
+            raise DataError(f"annotation {aid}: unreadable segmentation ({type(exc).__name__}: {exc})", inst,
+                            "store polygons [[x, y, ...]] or COCO RLE {size, counts}") from exc
         if mask_codec.area(rle) == 0:
             raise DataError(f"annotation {aid} has an empty mask", inst, "drop the ref or repair the annotation")
         anns.append({"id": aid, "image_id": int(ann["image_id"]), "category_id": int(ann["category_id"]),
@@ -144,7 +157,8 @@ class RefIndex:
         return cls(io.read_json(path), path)
 
     def image_path(self, image_id: int) -> Path:
-        return self.image_root / self.images[image_id]["file_name"]
+        """The image file, always inside ``image_root`` (a ``file_name`` that leaves it raises :class:`DataError`)."""
+        return inside(self.image_root, self.images[image_id]["file_name"], self.path)
 
     def load_image(self, image_id: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB image; a corrupt file raises :class:`DataError` naming it."""
