@@ -29,8 +29,8 @@ def main(index: Path = _stage.INDEX,
          report: Path = _stage.REPORT,
          metrics: Path = _stage.METRICS,
          params: Path = _stage.PARAMS) -> None:
-    from semires.candidates.base import build_generator
     from semires.candidates.config import CandidatesConfig
+    from semires.candidates.registry import build_generator
     from semires.candidates.stats import flat_metrics, merge_stats
     from semires.candidates.store import generate_shard, shard_ids
     from semires.data.index import RefIndex

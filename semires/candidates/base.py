@@ -54,13 +54,3 @@ def check_image(image: np.ndarray) -> np.ndarray:
         raise SemiresError(f"expected an (H, W, 3) uint8 RGB image, got {shape} {getattr(image, 'dtype', type(image))}")
     return np.ascontiguousarray(image)
 
-
-def build_generator(cfg) -> CandidateGenerator:
-    """The generator that ``cfg`` (:class:`~semires.candidates.config.CandidatesConfig`) names."""
-    if cfg.generator == "sam":
-        from semires.candidates.sam import SamGenerator
-
-        return SamGenerator(cfg.sam)
-    from semires.candidates.embedded import EmbeddedGenerator
-
-    return EmbeddedGenerator(cfg.embedded)

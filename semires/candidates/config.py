@@ -80,8 +80,10 @@ class EmbeddedConfig(Section):
 class CandidatesConfig(Section):
     """The ``candidates`` stage: one "everything" generation per image, stored sharded as COCO RLE."""
 
+    # the choices are the names in semires.candidates.registry (a test keeps the two equal)
     generator: Literal["embedded", "sam"] = Field(
-        "embedded", description="'sam' needs a SAM checkpoint (GPU advised); 'embedded' is the weight-free stand-in")
+        "embedded", description="registered generator: 'sam' needs a SAM checkpoint (GPU advised); 'embedded' is "
+                                "the weight-free stand-in")
     num_shards: int = Field(1, ge=1, description="image ids are split into this many shards (one task each)")
     allow_failures: bool = Field(
         False, description="list unreadable images in failures.json and carry on instead of failing the shard")

@@ -34,7 +34,7 @@ def generate(index: Index,
                  "--allow-failures/--no-allow-failures", help="skip unreadable images (default: params)")] = None,
              params: Params = Path("params.yaml")) -> None:
     """Generate candidates for ONE shard of the index's images (rerun-safe: finished shards are skipped)."""
-    from semires.candidates.base import build_generator
+    from semires.candidates.registry import build_generator
     from semires.candidates.store import generate_shard
     from semires.data.index import RefIndex
 

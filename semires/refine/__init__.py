@@ -2,8 +2,18 @@
 
 from semires.refine.atoms import AtomBatch, AtomCandidates, pack_for_device
 from semires.refine.config import RefineConfig
-from semires.refine.core import Match, PairStats, RefineResult, cpi, iom, pair_stats, pwa_weight, refine
-from semires.refine.packing import CandidateBatch, CandidateSource, gather_candidates
+from semires.refine.core import Match, PairStats, RefineResult, cpi, iom, pair_stats, pwa_weight
+from semires.refine.gather import gather_candidates
+from semires.refine.packing import CandidateBatch, CandidateSource
+from semires.refine.strategies import (
+    Strategy,
+    available_strategies,
+    get_strategy,
+    needs_candidates,
+    refine,
+    register_strategy,
+)
 
 __all__ = ["AtomBatch", "AtomCandidates", "CandidateBatch", "CandidateSource", "Match", "PairStats", "RefineConfig",
-           "RefineResult", "cpi", "gather_candidates", "iom", "pack_for_device", "pair_stats", "pwa_weight", "refine"]
+           "RefineResult", "Strategy", "available_strategies", "cpi", "gather_candidates", "get_strategy", "iom",
+           "needs_candidates", "pack_for_device", "pair_stats", "pwa_weight", "refine", "register_strategy"]

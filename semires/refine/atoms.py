@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from semires.refine.packing import CandidateBatch
+
 
 @dataclass(frozen=True)
 class AtomCandidates:
@@ -95,7 +97,7 @@ class AtomCandidates:
 
 @dataclass(frozen=True)
 class AtomBatch:
-    """Atoms of B samples, for :func:`semires.refine.core.refine` (same results as the dense stack).
+    """Atoms of B samples, for :func:`semires.refine.strategies.refine` (same results as the dense stack).
 
     Each sample keeps its own atoms as they are (no batch copy) and every pass runs per sample, so
     its temporaries (an H x W histogram input, the (atom, candidate) pairs) stay in the CPU cache;
@@ -180,7 +182,7 @@ def _atoms_in(a: AtomCandidates, p: torch.Tensor) -> torch.Tensor:
 
 
 def pack_for_device(items: Sequence[AtomCandidates], device: torch.device | str | None = None):
-    """The faster packing of per-image atoms for ``device``, for :func:`semires.refine.core.refine`.
+    """The faster packing of per-image atoms for ``device``, for :func:`semires.refine.strategies.refine`.
 
     On the CPU refinement is bound by memory traffic, so the atom maps (one H x W pass) win; on CUDA
     the dense stack's single fused pass is faster than the atom path's gathers (see
@@ -193,6 +195,4 @@ def pack_for_device(items: Sequence[AtomCandidates], device: torch.device | str 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cpu":
         return AtomBatch.from_list(items, dev)
-    from semires.refine.packing import CandidateBatch
-
     return CandidateBatch.from_list([a.to(dev).masks() for a in items], size=tuple(items[0].code.shape), device=dev)

@@ -26,7 +26,9 @@ class RefineConfig(Section):
       they keep it with weight 1 everywhere.
     """
 
-    strategy: Literal["none", "iom", "cpi"] = Field("iom", description="'none' | 'iom' | 'cpi'")
+    # the choices are the names in semires.refine.strategies (a test keeps the two equal)
+    strategy: Literal["none", "iom", "cpi"] = Field(
+        "iom", description="registered strategy: 'none' (mean teacher), 'iom' or 'cpi'")
     pwa: bool = Field(True, description="Pixel-Wise Adjustment weights for samples nothing matched")
     iom_iou_thresh: float = Field(0.5, ge=0, le=1, description="IOM matches when the best IoU is > this")
     cpi_cover_thresh: float = Field(

@@ -1,5 +1,7 @@
 """SAM-guided refinement of teacher pseudo-masks: IOM, CPI and PWA, vectorised over a batch.
 
+The building blocks; :func:`semires.refine.strategies.refine` applies the strategy a config names.
+
 Inputs for a batch of B samples:
   - ``pseudo``: (B, H, W) bool teacher pseudo-masks P (the thresholded foreground probability),
   - ``prob``: (B, H, W) float teacher foreground probabilities in [0, 1],
@@ -35,7 +37,6 @@ from dataclasses import dataclass
 import torch
 
 from semires.refine.atoms import AtomBatch
-from semires.refine.config import RefineConfig
 from semires.refine.counts import pixel_counts, safe_ratio
 from semires.refine.packing import CandidateBatch
 
@@ -167,48 +168,16 @@ def pwa_weight(prob: torch.Tensor, offset: float = 1.3, mu: float = 0.5, var: fl
     """
     if var <= 0:
         raise ValueError(f"pwa variance must be > 0, got {var}")
+    if not bool(torch.isfinite(prob).all()):  # a NaN weight would poison the loss without a word
+        from semires.errors import NonFiniteError
+
+        raise NonFiniteError(f"{int((~torch.isfinite(prob)).sum())} of {prob.numel()} probabilities given to PWA "
+                             "are NaN or infinite", None, "the teacher diverged: lower the learning rate or "
+                             "resume from the last good checkpoint")
     w = torch.empty(prob.shape, dtype=torch.float32, device=prob.device) if out is None else out
     w.copy_(prob)
     # offset - exp(-(p - mu)^2 / 2var) / sqrt(2 pi var), in place; bit-equal to that expression
     return w.sub_(mu).square_().mul_(-1.0 / (2 * var)).exp_().mul_(-1.0 / math.sqrt(2 * math.pi * var)).add_(offset)
-
-
-def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: Candidates | None,
-           cfg: RefineConfig | None = None) -> RefineResult:
-    """Refine a batch of pseudo-masks with the strategy and PWA setting of ``cfg``.
-
-    Args:
-        pseudo: (B, H, W) bool teacher pseudo-masks.
-        prob: (B, H, W) float teacher foreground probabilities in [0, 1].
-        cands: candidates at (H, W); may be None when ``cfg.strategy == "none"``.
-        cfg: strategy, PWA and thresholds; None = the published defaults (:class:`RefineConfig`).
-    Returns:
-        :class:`RefineResult`: label (B, H, W) bool, weight (B, H, W) float32 (1 where matched,
-        PWA where unmatched and ``cfg.pwa``, else 1), matched (B,) bool, score (B,) float64, parts (B,).
-    """
-    cfg = cfg or RefineConfig()
-    if prob.shape != pseudo.shape:
-        raise ValueError(f"prob {tuple(prob.shape)} and pseudo {tuple(pseudo.shape)} differ in shape")
-    b = pseudo.shape[0]
-    if cfg.strategy == "none" or cands is None:
-        if cfg.strategy != "none":
-            raise ValueError(f"strategy {cfg.strategy!r} needs candidates")
-        zeros = torch.zeros(b, dtype=torch.float64, device=pseudo.device)
-        m = Match(label=pseudo.clone(), matched=torch.zeros(b, dtype=torch.bool, device=pseudo.device),
-                  score=zeros, parts=torch.zeros(b, dtype=torch.int64, device=pseudo.device))
-    elif cfg.strategy == "iom":
-        m = iom(pseudo, cands, cfg.iom_iou_thresh)
-    else:
-        m = cpi(pseudo, cands, cfg.cpi_cover_thresh, cfg.cpi_inside_thresh)
-    weight = torch.empty(pseudo.shape, dtype=torch.float32, device=pseudo.device)
-    pwa = (~m.matched).tolist() if cfg.pwa else [False] * b
-    for i, adjust in enumerate(pwa):  # per sample, written in place: no (B, H, W) temporaries
-        if adjust:
-            pwa_weight(prob[i], cfg.pwa_offset, cfg.pwa_mu, cfg.pwa_var, out=weight[i])
-        else:
-            weight[i].fill_(1.0)
-    return RefineResult(label=m.label, matched=m.matched, score=m.score, parts=m.parts, weight=weight,
-                        strategy=cfg.strategy)
 
 
 def _check(pseudo: torch.Tensor, cands: Candidates) -> None:

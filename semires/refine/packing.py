@@ -14,6 +14,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from semires.refine.counts import as_words, pixel_counts
+
 
 @dataclass(frozen=True)
 class CandidateBatch:
@@ -103,8 +105,6 @@ class CandidateBatch:
     def overlap(self, pseudo: torch.Tensor, block_bytes: int | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(|M_n and P_owner(n)|, |M_n|, |P_b|)`` as int64 (N,), (N,), (B,); ``pseudo`` is (B, H, W) bool."""
-        from semires.refine.counts import pixel_counts
-
         return pixel_counts(self.masks, self.owner, pseudo, block_bytes)
 
     def union(self, selected: torch.Tensor) -> torch.Tensor:
@@ -115,8 +115,6 @@ class CandidateBatch:
         added per round, so lanes never overflow. Integer ``index_add_`` is exact and has a
         deterministic CUDA kernel.
         """
-        from semires.refine.counts import as_words
-
         h, w = self.size
         hw, b = h * w, self.batch_size
         idx = selected.nonzero().flatten()
@@ -146,34 +144,3 @@ class CandidateSource(Protocol):
     def masks(self, image_id: int, size: tuple[int, int] | int) -> torch.Tensor:
         """(K, h, w) bool candidates of ``image_id`` resized to ``size``; K may be 0."""
 
-
-def gather_candidates(source: CandidateSource, image_ids: Sequence[int], size: tuple[int, int] | int,
-                      device: torch.device | str | None = None, atoms: dict | None = None):
-    """Candidates of a batch of samples (``image_ids`` may repeat: each image is read once).
-
-    With ``atoms`` (a dict, e.g. one per stage run) each image's atoms are built once and kept in the
-    dict, and the batch is packed by :func:`~semires.refine.atoms.pack_for_device` (atoms on the CPU,
-    dense on CUDA); without it, a dense :class:`CandidateBatch`. All refine identically.
-    """
-    from semires.refine.atoms import AtomCandidates, pack_for_device
-
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    seen: dict[int, torch.Tensor] = {}
-    stacks = []
-    for iid in image_ids:
-        iid = int(iid)
-        if atoms is not None and iid in atoms:
-            stacks.append(atoms[iid])
-            continue
-        if iid not in seen:
-            m = torch.as_tensor(source.masks(iid, hw))
-            if m.dim() != 3 or tuple(m.shape[1:]) != hw:
-                raise ValueError(f"candidate source returned {tuple(m.shape)} for image {iid}, expected (K, {hw[0]}, "
-                                 f"{hw[1]})")
-            seen[iid] = m.bool()
-            if atoms is not None:
-                atoms[iid] = AtomCandidates.from_masks(seen[iid])
-        stacks.append(atoms[iid] if atoms is not None else seen[iid])
-    if atoms is not None:
-        return pack_for_device(stacks, device)
-    return CandidateBatch.from_list(stacks, size=hw, device=device)

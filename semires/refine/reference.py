@@ -1,6 +1,6 @@
 """The straightforward per-candidate loop: the readable definition of IOM / CPI / PWA.
 
-It is the oracle that tests compare the vectorised :func:`semires.refine.core.refine` with, and
+It is the oracle that tests compare the vectorised :func:`semires.refine.strategies.refine` with, and
 the baseline of ``benchmarks/refine_speed_bench.py``. Same inputs, same outputs, same edge
 cases; counts are Python ints and ratios Python floats (IEEE float64, correctly rounded).
 """
@@ -21,7 +21,7 @@ def _ratio(num: int, den: int) -> float:
 
 def refine_loop(pseudo: torch.Tensor, prob: torch.Tensor, stacks: Sequence[torch.Tensor],
                 cfg: RefineConfig | None = None) -> RefineResult:
-    """Loop version of :func:`semires.refine.core.refine`; ``stacks[b]`` is (K_b, H, W) bool."""
+    """Loop version of :func:`semires.refine.strategies.refine`; ``stacks[b]`` is (K_b, H, W) bool."""
     cfg = cfg or RefineConfig()
     labels, weights, matched, scores, parts = [], [], [], [], []
     for b in range(pseudo.shape[0]):
