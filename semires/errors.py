@@ -37,6 +37,10 @@ class UnsafePickleError(DataError):
     """A pickle asked to import or call something; it was refused and nothing ran."""
 
 
+class NonFiniteError(SemiresError):
+    """Probabilities (or a loss) that must be finite hold NaN or infinite values: never quantised or used."""
+
+
 class TrainingDiverged(SemiresError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -3,6 +3,12 @@
 Writers create a temporary sibling (same directory, so ``os.replace`` is an atomic rename on
 POSIX) and rename it into place only after the content is flushed. Directories are built in a
 ``.tmp-*`` sibling and renamed, or marked complete with a ``_SUCCESS`` file.
+
+Temp names carry their writer: ``.tmp-<name>.p<pid>@<host>.<random>``. A process killed with SIGKILL
+cannot remove its temps, so the first write into a folder in each process removes the temps and
+``.old-*`` folders there whose writer is gone (:func:`clean_stale`): a process of this host that no
+longer exists, or, for another host sharing the folder, a temp untouched for ``STALE_AFTER_S``. Temps of
+live writers are never touched, so two runs writing the same output at once cannot break each other.
 """
 
 from __future__ import annotations
@@ -11,13 +17,86 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 SUCCESS = "_SUCCESS"
+STALE_AFTER_S = 6 * 3600.0  # temps of another host's writer older than this are taken for abandoned
+_OWNER = re.compile(r"\.p(\d+)@([A-Za-z0-9_-]*)(?:\.|$)")
+_cleaned: set[str] = set()
+_cleaned_lock = threading.Lock()
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
+
+
+def owner_tag() -> str:
+    """``p<pid>@<host>``: who writes a temp (see the module docstring)."""
+    return f"p{os.getpid()}@{_host()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def is_stale(path: Path, now: float | None = None) -> bool:
+    """True for a ``.tmp-*`` / ``.old-*`` entry whose writer is gone (see the module docstring).
+
+    Entries without an owner tag (older versions) count as stale after ``STALE_AFTER_S``."""
+    found = _OWNER.findall(path.name)
+    try:
+        age = (now or time.time()) - path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    if not found:
+        return age > STALE_AFTER_S
+    pid, host = found[-1]
+    if host == _host():
+        return int(pid) != os.getpid() and not _pid_alive(int(pid))
+    return age > STALE_AFTER_S
+
+
+def clean_stale(directory: str | Path, force: bool = False) -> list[Path]:
+    """Remove the stale temps (``.tmp-*``) and half-swapped old folders (``.old-*``) in ``directory``;
+    returns what was removed. Done once per folder and process unless ``force``."""
+    directory = Path(directory)
+    key = str(directory.resolve())
+    with _cleaned_lock:
+        if key in _cleaned and not force:
+            return []
+        _cleaned.add(key)
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for e in entries:
+        if not e.name.startswith((".tmp-", ".old-")):
+            continue
+        p = Path(e.path)
+        if not is_stale(p):
+            continue
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p)
+    return removed
 
 
 def _umask() -> int:
@@ -35,7 +114,8 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
+    clean_stale(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.{owner_tag()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; published artifacts get the usual umask-derived mode.
@@ -88,11 +168,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    clean_stale(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.{owner_tag()}.", dir=path.parent))
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".old-{path.name}.{os.getpid()}")
+            old = Path(tempfile.mkdtemp(prefix=f".old-{path.name}.{owner_tag()}.", dir=path.parent))
+            os.rmdir(old)  # a unique name; os.replace needs it free
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -120,3 +202,27 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_verified: dict[tuple[str, int, int, str], bool] = {}
+
+
+def verify_checksum(path: str | Path, sha256: str, what: str, rebuild: str) -> None:
+    """Raise :class:`semires.errors.DataError` naming ``path`` and the command that rebuilds it (``rebuild``)
+    unless the file exists and its sha256 is ``sha256``.
+
+    The verdict is cached per process for the file's (path, size, mtime): a store opened again (a DataLoader
+    worker, another epoch) is not hashed again, while a file rewritten in between is.
+    """
+    from semires.errors import DataError
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{what} not found", path, rebuild) from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, sha256)
+    if key not in _verified:
+        _verified[key] = sha256_file(path) == sha256
+    if not _verified[key]:
+        raise DataError(f"{what} is damaged (fails its checksum: its sha256 differs from the manifest's)", path, rebuild)

@@ -104,8 +104,8 @@ def generate_shard(index, image_ids: Iterable[int], shard: int, num_shards: int,
     if _entry_ok(out, entry_path, fp):
         return {**json.loads(entry_path.read_text()), "skipped": True}
     entry_path.unlink(missing_ok=True)  # a stale entry must not vouch for the file being rewritten
-    for stale in (out / "shards").glob(f".tmp-{name}.jsonl.*"):  # left by a killed run of this shard
-        stale.unlink(missing_ok=True)
+    # temps of a killed run (of any shard) go; a concurrent live run of this shard keeps its own
+    io.clean_stale(out / "shards", force=True)
     failures, offsets, seconds, counts, areas = [], {}, [], [], []
     with io.atomic_path(out / rel) as tmp, open(tmp, "wb") as fh:
         for iid in tqdm(ids, desc=f"candidates {name} [{generator.name}]", unit="img", disable=not progress):
@@ -179,9 +179,13 @@ class CandidateStore:
     (LRU, at most ``cache_size`` stacks and ``cache_mb`` MiB of bool masks), so later epochs cost a
     dict lookup. A 128 px RefShapes image with ~180 candidates takes ~3 MiB decoded. Safe in DataLoader
     workers (files are opened per read, never shared across fork; each worker has its own cache).
+
+    ``verify``: every shard file is checked against the manifest's sha256 when the store is opened (once
+    per process and file version, see :func:`semires.io.verify_checksum`), so a damaged shard is an error
+    naming it, never silently wrong masks.
     """
 
-    def __init__(self, directory: str | Path, cache_size: int = 1024, verify: bool = False, cache_mb: float = 1024.0):
+    def __init__(self, directory: str | Path, cache_size: int = 1024, verify: bool = True, cache_mb: float = 1024.0):
         self.dir = Path(directory)
         path = self.dir / MANIFEST
         if not path.is_file():
@@ -195,8 +199,10 @@ class CandidateStore:
         self._where: dict[int, tuple[Path, int, int]] = {}
         for s in doc["shards"]:
             f = self.dir / s["file"]
-            if verify and io.sha256_file(f) != s["sha256"]:
-                raise DataError("shard fails its checksum", f, "regenerate that shard and merge again")
+            if verify:
+                io.verify_checksum(f, s["sha256"], "candidate shard",
+                                   f"rerun `semires candidates generate --shard {s['shard']}` (the candidates stage) "
+                                   "for that shard, then `semires candidates merge`")
             for iid, (off, n) in s["offsets"].items():
                 self._where[int(iid)] = (f, off, n)
         self.cache_size = cache_size

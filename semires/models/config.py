@@ -38,9 +38,8 @@ class ModelConfig(Section):
     depths: list[int] = Field([1, 2, 2, 1], description="lavt_tiny: residual conv blocks per stage")
     coord_features: bool = Field(True, description="lavt_tiny: append normalised x/y maps before each "
                                  "fusion, so spatial words ('left', 'top') have something to attend to")
-    sentence_film: bool = Field(False, description="also scale/shift each stage's features from the mean word "
-                                "feature (FiLM); not in LAVT. Early short runs grounded sooner with it; the 100 % "
-                                "128 px run scored 68.7 with it against 69.8 without (seed 0), so it is off")
+    sentence_film: bool = Field(False, description="also scale and shift each stage's features from the mean word "
+                                "feature (FiLM, zero-initialised, so training starts without it); not in LAVT")
     # fusion and decoder
     fusion_heads: int = Field(4, ge=1, description="attention heads of the pixel-word attention (LAVT: 1); "
                               "several let a pixel take up several words ('red', 'star', 'left of') at once")
@@ -51,9 +50,10 @@ class ModelConfig(Section):
     fusion_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside the fusion module")
     decoder_channels: int = Field(32, ge=8, description="channels of the segmentation decoder (LAVT: 256)")
     detail_stride: Literal[1, 2, 4] = Field(
-        2, description="stride of the predicted logits: 4 = LAVT (the paper's setting at 480 px); 2 or 1 add "
-                       "a shallow image branch that corrects the stride-4 logits at that stride (the CPU "
-                       "default: at 64 px, stride-4 logits cap RefShapes val mIoU near 64)")
+        2, description="stride of the predicted logits, in input pixels: 4 = LAVT (the paper's setting at "
+                       "480 px); 2 or 1 add a shallow image branch that corrects the upsampled stride-4 logits "
+                       "at that stride, for inputs whose stride-4 grid is too coarse for the objects (the CPU "
+                       "default at 64 px: a 16 x 16 grid; see docs/model.md)")
     detail_channels: int = Field(16, ge=4, description="channels of the detail head (detail_stride 1 or 2)")
     subpixel_channels: int = Field(0, ge=0, description="> 0 (with detail_stride 4): a subpixel head with this many "
                                    "channels predicts a per-pixel correction of the upsampled stride-4 logits from the "
@@ -64,7 +64,8 @@ class ModelConfig(Section):
                                       "context: per position, the maximum of a few learned channels left of, right "
                                       "of, above and below it and over the image (semires.models.context; not in "
                                       "LAVT), for superlatives and relations; [] = none")
-    context_channels: int = Field(16, ge=1, description="channels the directional context pools")
+    context_channels: int = Field(16, ge=1, description="channels a 1x1 conv picks from the fused features for "
+                                  "the directional context to pool")
     # auxiliary task
     categories: int = Field(0, ge=0, description="object categories an auxiliary head segments from the "
                             "backbone's features before fusion, at least the index's category count (RefShapes: "

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from semires import io
 from semires.data.index import RefIndex
-from semires.errors import DataError, SemiresError
+from semires.errors import DataError, NonFiniteError, SemiresError
 from semires.pseudo.config import PseudoLabelConfig
 from semires.pseudo.predict import teacher_predict
 from semires.pseudo.shards import FORMAT, read_keys, shard_name, write_shard
@@ -76,7 +76,11 @@ def run_pseudo_label(index: RefIndex | str | Path, unlabeled: Sequence[int], che
             if path.is_file() and _same_keys(path, want):
                 reused += 1
             else:
-                _predict_shard(model, ds, rows, path, cfg, device, dtype)
+                try:
+                    _predict_shard(model, ds, rows, path, cfg, device, dtype)
+                except NonFiniteError as exc:
+                    raise NonFiniteError(f"{exc.what} ({path.name} of {out_dir})", checkpoint,
+                                         "this teacher is broken or diverged: retrain it (the burn_in stage)") from None
             shards.append({"file": path.name, "count": len(rows), "sha256": io.sha256_file(path)})
             bar.update(len(rows))
         bar.close()

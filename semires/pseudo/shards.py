@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from semires import io
-from semires.errors import DataError
+from semires.errors import DataError, NonFiniteError
 
 FORMAT = "semires-pseudo/1"
 CACHED_SHARDS = 4
@@ -33,8 +33,15 @@ Key = tuple[int, int]  # (ref_id, sent_id)
 
 
 def quantize(prob: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Probabilities in [0, 1] (any shape) -> uint8 ``round(255 p)`` (error <= 1/510)."""
+    """Probabilities in [0, 1] (any shape) -> uint8 ``round(255 p)`` (error <= 1/510).
+
+    NaN or infinite values raise :class:`NonFiniteError` (numpy would turn them into 0 or 255 silently).
+    """
     p = prob.detach().float().cpu().numpy() if isinstance(prob, torch.Tensor) else np.asarray(prob, np.float32)
+    bad = int(p.size - np.count_nonzero(np.isfinite(p)))
+    if bad:
+        raise NonFiniteError(f"{bad} of {p.size} teacher probabilities are NaN or infinite", None,
+                             "the teacher checkpoint is broken or diverged: retrain it (the burn_in stage)")
     return np.clip(np.rint(p * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -79,7 +86,10 @@ def write_shard(path: str | Path, ref_id, sent_id, image_id, prob: torch.Tensor 
         prob: (n, S, S) float probabilities in [0, 1] (or uint8 already quantised).
         mask: (n, S, S) bool argmax masks.
     """
-    prob_q = np.asarray(prob) if np.asarray(prob).dtype == np.uint8 else quantize(prob)
+    try:
+        prob_q = np.asarray(prob) if np.asarray(prob).dtype == np.uint8 else quantize(prob)
+    except NonFiniteError as exc:
+        raise NonFiniteError(f"{exc.what}; shard not written", path, exc.fix) from None
     mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask, dtype=bool)
     n, s, s2 = prob_q.shape
     if s != s2 or mask.shape != (n, s, s):
@@ -118,9 +128,13 @@ def read_keys(path: str | Path) -> list[Key]:
 
 
 class PseudoStore:
-    """Read access to a finished pseudo-label folder: shards, and lookup by (ref_id, sent_id)."""
+    """Read access to a finished pseudo-label folder: shards, and lookup by (ref_id, sent_id).
 
-    def __init__(self, root: str | Path, cached_shards: int = CACHED_SHARDS):
+    ``verify``: every shard is checked against the manifest's sha256 on opening (once per process and file
+    version, :func:`semires.io.verify_checksum`): a damaged shard is an error naming it, never read.
+    """
+
+    def __init__(self, root: str | Path, cached_shards: int = CACHED_SHARDS, verify: bool = True):
         self.root = Path(root)
         self.cached_shards = max(1, int(cached_shards))
         if not io.is_complete(self.root):
@@ -131,6 +145,13 @@ class PseudoStore:
             raise DataError(f"unknown pseudo-label format {self.manifest.get('format')!r}",
                             self.root / "manifest.json", "rerun the pseudo_label stage")
         self.image_size = int(self.manifest["image_size"])
+        if verify:
+            for s in self.manifest["shards"]:
+                if "sha256" not in s:  # hand-made stores (tests, tools) may carry none
+                    continue
+                io.verify_checksum(self.root / s["file"], s["sha256"], "pseudo-label shard",
+                                   "delete the pseudo-label folder and rerun the pseudo_label stage "
+                                   "(`dvc repro pseudo_label`)")
         self._where: dict[Key, tuple[int, int]] | None = None
         self._cache: OrderedDict[int, Shard] = OrderedDict()
 
