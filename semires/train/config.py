@@ -32,15 +32,15 @@ class BurnInConfig(Section):
     poly_power: float = Field(0.9, ge=0, description="lr = peak * (1 - step / total) ** poly_power")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps before the poly decay")
     class_weights: tuple[float, float] = Field((0.9, 1.1), description="cross-entropy weights of background, object")
-    dice_weight: float = Field(1.0, ge=0.0, description="weight of a soft Dice term added to the cross-entropy "
-                               "(0 = LAVT's CE only, the paper's setting); helps small objects, which CE "
-                               "averages away. RefShapes' 100 % run at 128 px trains better with 0.5 (val "
-                               "mIoU 72.2 over four seeds against 69.1 over three with 1; 2 gave 62.8)")
-    category_weight: float = Field(0.0, ge=0.0, description="weight of an auxiliary loss that segments every "
-                                   "annotated object of a labeled image by category from the backbone's pre-fusion "
-                                   "features (needs model.categories; 0 = off, the paper's setting). Teaches a "
-                                   "from-scratch backbone shapes: on RefShapes with 100 % of train, weight 1 added "
-                                   "2.7 val mIoU on the CPU; with 5-10 % of train at 64 px it lowered it")
+    dice_weight: float = Field(1.0, ge=0.0, description="weight of a per-sample soft Dice term added to the "
+                               "cross-entropy (0 = LAVT's CE only, the paper's setting). CE averages over pixels, "
+                               "so small objects weigh little; Dice weighs every expression equally "
+                               "(docs/model.md)")
+    category_weight: float = Field(0.0, ge=0.0, description="weight of an auxiliary cross-entropy that segments "
+                                   "every annotated object of a labeled image by category from the backbone's "
+                                   "pre-fusion features (needs model.categories; 0 = off, the paper's setting). It "
+                                   "teaches a from-scratch backbone shapes; where it helps and where it hurts: "
+                                   "docs/model.md")
     grad_clip: float | None = Field(None, gt=0, description="max gradient L2 norm; None = no clipping")
     seed: int = 0
     num_workers: int = Field(0, ge=0, description="DataLoader workers per process (0 = load in the main process)")
@@ -55,8 +55,8 @@ class BurnInConfig(Section):
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
     threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; None = torch's default")
     deterministic: bool = Field(True, description="deterministic kernels (CPU runs then resume bit-exactly)")
-    channels_last: bool = Field(False, description="keep conv weights and image batches channels-last (NHWC): "
-                                "oneDNN's preferred layout, a few % faster per CPU step for the conv backbone; "
-                                "results differ from NCHW only by float rounding")
+    channels_last: bool = Field(False, description="keep conv weights and image batches channels-last (NHWC), "
+                                "oneDNN's preferred layout on the CPU; results differ from NCHW only by float "
+                                "rounding")
     cache_images: bool = Field(True, description="keep resized images and masks in memory after the first read")
     overlays: int = Field(12, ge=0, description="val predictions drawn into overlays.png at the end")
