@@ -15,7 +15,7 @@ per-epoch validation, checkpoints), not the dataset generation.
 The 100% run trains with the auxiliary category head, directional context and the subpixel head
 (``FULL`` / ``FULL_MODEL`` below); the 1-10% runs without them.
 
-On the 2-core machine one process with two torch threads trains 1.3-1.6x as fast as one thread
+On the 2-core AMD EPYC one process with two torch threads trains 1.3-1.6x as fast as one thread
 (batch 32, 64 px); ``--nproc 2`` (DDP over two one-thread CPU processes, torchrun + gloo, the
 per-process batch = the global batch / nproc) gave 1.2x and BatchNorm statistics over half a batch.
 
@@ -45,41 +45,18 @@ from semires.tracking import TrackingConfig
 from semires.train.config import BurnInConfig
 from semires.train.supervised import resolve_labeled, train_supervised
 
-# 900 steps for 1% / 5% / 10% (the burn_in defaults otherwise: CE + Dice); bf16 autocast where the
-# CPU computes bf16 natively (1.3x the steps per second here, same val mIoU per epoch)
+# 1% / 5% / 10%: 6 x 150 steps of batch 16 at 64 px (the demo's model; burn_in's CE + Dice); bf16 autocast
+# where the CPU computes bf16 natively, float32 elsewhere
 SMALL = {"epochs": 6, "steps_per_epoch": 150, "batch_size": 16, "image_size": 64, "lr": 2e-3, "warmup_steps": 50,
          "device": "cpu", "checkpoint_every": 200, "log_every": 50, "amp": cpu_amp()}
-# 100%: batch 32 at lr 4e-3 gives the same val mIoU per epoch as 16 at 2e-3 in ~20% less time on a
-# CPU (larger batches use the cores better). At 64 px an object is ~9 px across and the model
-# confuses shapes; 96 px costs 1.9x the time per epoch but scores more within the 10 minutes
-# (6 epochs at 96 px: 56.7 val mIoU in 8.8 min; 10 epochs at 64 px: 51.7 in 9.1 min)
-# The auxiliary category loss (model.categories + burn_in.category_weight) teaches the from-scratch
-# backbone shapes: at 100 % it added 2.7 val mIoU here (61.1 vs 58.4, seed 0) and 5.5 on average over
-# 12 GPU runs of this schedule. With few labels at 64 px it cost far more than it gave (10 %: 25.8 vs
-# 32.0, 5 %: 16.3 vs 27.7), so the small rows train without it.
-# With the head, pixels pay: at 96 px it recognised the shape of 17 % of the small val targets (under
-# 300 px at 128), at 128 px 41 %. 128 px with LAVT's stride-4 logits (no detail head: a 32 x 32 grid
-# at 128 px scored the same 82 mIoU on the targets it found as the stride-2 head at 96 px) costs about
-# what 96 px with the detail head did. 6 epochs gave 67.8 (10.9 min), 7 epochs 70.1 (11.7 min); with the
-# faster pixel-word attention 7 epochs took 10.0 min (69.9), but seeds spread 63-70. Directional context
-# after the stride-8 and stride-16 fusions (model.context_stages) lifted the same seed and schedule from
-# 63.2 to 70.4 (superlatives 54 -> 67). Validation during training uses 500 val expressions (the final
-# scores use all of val). Channels-last (burn_in.channels_last) is a few % faster per step.
-# The subpixel head (model.subpixel_channels: per-pixel corrections of the stride-4 logits from each
-# 4 x 4 cell's pixels) with 32 context channels gave 70.3 / 69.3 / 70.5 over seeds 0-2 in 7 epochs,
-# against 67.5 / 67.0 / 69.5 without; it costs 10 % per step. 7 x 410 steps kept that in 10 minutes (69.8 /
-# 68.1 / 69.0); with the faster step of 2026-11-27 (batched loading, closed-form loss, matrix
-# upsampling, the padding mask in the attention product, a frozen heap; the same function) the run
-# is back at 7 full epochs: 71.1 / 68.6 / 70.7, but in 10.6-11.9 min in a slow spell of the machine
-# (7 x 470 an hour earlier: 69.6 / 68.7 / 71.1 in 10.0-10.6 min). With the fusion on tokens and malloc
-# keeping freed memory (same function again): 69.8 / 68.8 / 68.6 in 8.5-9.4 min; the eleven 7-epoch
-# runs of the three codes average 69.6 (see the README's seeds table). Half the Dice weight
-# (burn_in.dice_weight 0.5; the 1-10 % runs keep 1) gave 70.9 and 0.25 gave 70.8 in one-thread screens
-# (seed 0), weight 2 gave 62.8; with two threads 0.5 gave 73.3 / 72.1 / 71.7 over seeds 0-2 in
-# 9.1-9.7 min, against 69.8 / 68.8 / 68.6 with 1, and seed 3 71.6 (README's seeds table).
+# 100%: 7 epochs of batch 32 at lr 4e-3 and RefShapes' native 128 px, the auxiliary category loss (weight 1),
+# half the Dice weight, channels-last, best epoch picked on 500 val expressions (the final scores use all of
+# val). Why each setting: docs/model.md ("The 100 % supervised configuration"); the runs that chose them:
+# the supervised_bench_seeds table (benchmarks/README.md) and docs/experiments.md.
 FULL = dict(SMALL, epochs=7, steps_per_epoch=None, batch_size=32, lr=4e-3, image_size=128, category_weight=1.0,
             dice_weight=0.5, val_max_expressions=500, channels_last=True)
-# RefShapes' 8 shape categories; the subpixel head and 32 context channels: see the README's 100 % runs
+# the model of the 100% run: RefShapes' 8 shape categories for the category head, LAVT's stride-4 logits with
+# the subpixel head, directional context (32 channels) after the stride-8 and stride-16 fusions
 FULL_MODEL = {"categories": 8, "detail_stride": 4, "context_stages": [1, 2], "context_channels": 32,
               "subpixel_channels": 16}
 
@@ -274,9 +251,8 @@ def _logits(raw: list[dict]) -> str:
 
 
 def _fusion(raw: list[dict]) -> str:
-    """Which rows left stages without pixel-word fusion (model.fusion_stages, an option tried at 100 % and
-    removed: without the stride-4 fusion 57.4 val mIoU in 8 epochs, supervised_bench_128px_no_stride4_fusion;
-    rows without the field fused at every stage)."""
+    """Which rows left stages without pixel-word fusion (model.fusion_stages; rows without the field fused at
+    every stage)."""
     rows = [(f"{100 * r['ratio']:g}%", r["model"]["fusion_stages"]) for r in raw
             if (r.get("model") or {}).get("fusion_stages") is not None]
     return "".join(f"; pixel-word fusion at stages {stages} alone in {k}" for k, stages in rows)
@@ -294,8 +270,8 @@ def _layout(raw: list[dict]) -> str:
 
 
 def _loss_grid(raw: list[dict]) -> str:
-    """Which rows scored the referring loss at the logit grid (burn_in.loss_resolution: logits, an option
-    tried at 100 % and removed: 65.5 val mIoU in 8 epochs, supervised_bench_128px_grid_loss)."""
+    """Which rows scored the referring loss at the logit grid (burn_in.loss_resolution: logits, an option the
+    code no longer has; older results files carry it, docs/experiments.md)."""
     rows = [f"{100 * r['ratio']:g}%" for r in raw if r["config"].get("loss_resolution") == "logits"]
     return f"; referring loss at the logit grid in {', '.join(rows)}" if rows else ""
 
