@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import typer
 from semires import io
 from semires.config import Params, load_params, section
 from semires.runs import PARENT_ENV, log_to_run, plain, stage_tags
-from semires.tracking import Tracker, TrackingConfig
+from semires.tracking import Tracker, TrackingConfig, check_reachable
 
 # Options every component shares (typer option objects can be reused as defaults).
 INDEX = typer.Option(..., help="index JSON")
@@ -108,7 +109,7 @@ def tracking_on(tracking: TrackingConfig) -> bool:
 
 @contextlib.contextmanager
 def stage(name: str, p: Params, sections: Mapping[str, Any], metrics_path: str | Path | None = None,
-          library_run: bool = False) -> Iterator[Stage]:
+          library_run: bool = False, outputs: Sequence[str | Path] = ()) -> Iterator[Stage]:
     """Run a stage body inside its nested MLflow run; on success write ``metrics_path`` (JSON).
 
     ``sections`` are the params the stage reads (``{"split": p.split, ...}``): logged as MLflow
@@ -116,11 +117,37 @@ def stage(name: str, p: Params, sections: Mapping[str, Any], metrics_path: str |
 
     ``library_run``: the library function opens (and on a retry resumes) the stage's run itself
     under the name ``name``; the component adds the stage tags, its metrics and artifacts to it.
+
+    ``outputs``: files or folders the stage writes that are removed when it fails (a gate failed, an
+    input was refused, it was interrupted), so that no later stage, and not DVC, can take them for a
+    result. Only for outputs that are cheap to redo: resumable outputs (shards) are not listed.
     """
     limit_threads()
+    with _removed_on_failure(outputs):
+        yield from _stage_body(name, p, sections, metrics_path, library_run)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(outputs: Sequence[str | Path]) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        if is_main_process():
+            for out in map(Path, outputs):
+                if out.is_dir() and not out.is_symlink():
+                    shutil.rmtree(out, ignore_errors=True)
+                else:
+                    out.unlink(missing_ok=True)
+        raise
+
+
+def _stage_body(name: str, p: Params, sections: Mapping[str, Any], metrics_path: str | Path | None,
+                library_run: bool) -> Iterator[Stage]:
     tracking = cfg(p, "mlflow", TrackingConfig)
     if not tracking_on(tracking):  # no server: no per-stage SQLite stores inside the stage outputs either
         tracking = tracking.model_copy(update={"enabled": False})
+    else:  # an unreachable server fails the stage in seconds, before any work
+        check_reachable(tracking.uri or os.environ["MLFLOW_TRACKING_URI"])
     tags = stage_tags(name, sections)
     arm_kill_switch(name)
     if library_run:

@@ -30,7 +30,7 @@ def main(refer_dir: Path = typer.Option(..., help="REFER folder (generated here 
 
     p = _stage.params(params)
     data, checks = p.data, _stage.cfg(p, "checks", ChecksConfig)
-    with _stage.stage("data", p, {"data": data, "checks.data": checks.data}, metrics) as st:
+    with _stage.stage("data", p, {"data": data, "checks.data": checks.data}, metrics, outputs=[index]) as st:
         if data.dataset == "refshapes":
             from semires.data.synthetic import generate
 

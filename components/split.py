@@ -32,7 +32,7 @@ def main(index: Path = _stage.INDEX,
 
     p = _stage.params(params)
     cfg, checks = p.split, _stage.cfg(p, "checks", ChecksConfig)
-    with _stage.stage("split", p, {"split": cfg, "checks.data": checks.data}, metrics) as st:
+    with _stage.stage("split", p, {"split": cfg, "checks.data": checks.data}, metrics, outputs=[out]) as st:
         written = make_splits(RefIndex.load(index), cfg.ratios, cfg.seed, out)
         result = check_index_and_splits(index, list(written.values()), report_path=report, cfg=checks.data)
         st.log_artifact(report, "checks")

@@ -61,6 +61,10 @@ _USER_ERRNOS = {"ENOENT", "EACCES", "EPERM", "EISDIR", "ENOTDIR", "ENOSPC", "ERO
                 "EEXIST", "ENOTEMPTY", "ELOOP", "EMFILE"}
 
 
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                "Read timed out", "Name or service not known")
+
+
 def user_error_message(exc: BaseException) -> str | None:
     """One line (``<file or field>: <what is wrong> (fix: ...)``) for an exception that means bad input or
     a bad environment rather than a bug, else None (the caller then keeps the traceback).
@@ -77,6 +81,11 @@ def user_error_message(exc: BaseException) -> str | None:
     if isinstance(exc, ValidationError):
         fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or exc.title}: {e['msg']}" for e in exc.errors())
         return f"invalid {exc.title}: {fields} (fix: correct the named field)"
+    text = str(exc)
+    if type(exc).__name__ == "MlflowException" and any(k in text for k in _UNREACHABLE):
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)[:300]
+        return (f"MLflow tracking server unreachable ({first}) (fix: start it with `semires pipeline services up`, "
+                "or set mlflow.enabled: false in params.yaml)")
     if isinstance(exc, OSError) and errno.errorcode.get(exc.errno or -1) in _USER_ERRNOS:
         where = exc.filename if exc.filename is not None else "file system"
         fix = {"ENOSPC": "free disk space and rerun", "EDQUOT": "free disk space and rerun",

@@ -170,6 +170,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.{owner_tag()}.", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; a published one gets the usual mode
     try:
         yield tmp
         if path.exists():

@@ -85,6 +85,48 @@ def resolve_uri(cfg: TrackingConfig, run_dir: str | Path) -> tuple[str, str | No
     return f"sqlite:///{run_dir / 'mlflow.db'}", (run_dir / "mlartifacts").as_uri()
 
 
+# MLflow's own defaults retry an unreachable server for minutes (7 retries, backoff factor 2, 120 s timeout);
+# a stage should fail in seconds instead. Applied only where the user has not set them.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_reachable: set[str] = set()
+
+
+def check_reachable(uri: str, attempts: int = 3, timeout_s: float = 2.0, pause_s: float = 1.0) -> None:
+    """Fail fast when an ``http(s)`` tracking server does not answer: ``attempts`` tries of ``timeout_s``
+    each, ``pause_s`` apart (about 9 s at most), then one :class:`SemiresError` line naming the URI and
+    the way out. Any HTTP answer counts as reachable. Other URIs (SQLite, files) are not probed; a
+    server found once is not probed again in this process. Sets MLflow's HTTP retry limits
+    (:data:`HTTP_DEFAULTS`, unless set) so an outage later in the run also ends in seconds."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from semires.errors import SemiresError
+
+    if not uri.startswith(("http://", "https://")) or uri in _reachable:
+        return
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    reason = ""
+    for i in range(attempts):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+                pass
+            _reachable.add(uri)
+            return
+        except urllib.error.HTTPError:  # the server answered (an old one may lack /health)
+            _reachable.add(uri)
+            return
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = str(getattr(exc, "reason", exc))
+        if i + 1 < attempts:
+            time.sleep(pause_s)
+    raise SemiresError(f"MLflow tracking server {redact_value(uri)} is unreachable after {attempts} tries "
+                       f"({reason})", None, "start it (`semires pipeline services up`), or run without tracking: "
+                       "set mlflow.enabled: false in params.yaml, or unset MLFLOW_TRACKING_URI and mlflow.uri")
+
+
 class Tracker:
     """One MLflow run (or nothing, when disabled). Use :meth:`run` as a context manager."""
 
@@ -107,6 +149,7 @@ class Tracker:
         import mlflow
 
         self.uri, artifact_location = resolve_uri(self.cfg, self.run_dir)
+        check_reachable(self.uri)
         mlflow.set_tracking_uri(self.uri)
         exp = mlflow.get_experiment_by_name(self.cfg.experiment)
         exp_id = exp.experiment_id if exp else mlflow.create_experiment(self.cfg.experiment, artifact_location)
