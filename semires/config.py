@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,7 +46,9 @@ class DataConfig(Section):
 class SplitConfig(Section):
     """Labeled/unlabeled partitions of train, per image."""
 
-    ratios: list[float] = Field([0.001, 0.01, 0.05, 0.1], description="labeled fractions of train images")
+    ratios: list[Annotated[float, Field(gt=0, le=1)]] = Field([0.001, 0.01, 0.05, 0.1], min_length=1,
+                                                              description="labeled fractions of train images, "
+                                                              "each in (0, 1]")
     seed: int = 0
     out_dir: str = "data/splits"
 
