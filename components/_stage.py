@@ -248,14 +248,3 @@ def write_curve(path: str | Path, history: list[dict], keys: tuple[str, ...] = (
     io.write_json(path, [{"step": int(h.get("step", i)), **{k: float(h[k]) for k in keys if k in h}}
                          for i, h in enumerate(history)])
 
-
-def candidate_source(path: str | Path | None):
-    """The candidate store at ``path`` as a :class:`semires.refine.packing.CandidateSource`."""
-    from semires.errors import SemiresError
-
-    if path is None:
-        raise SemiresError("this refinement strategy needs SAM candidates", None,
-                           "pass --candidates (the candidates stage output), or set refine.strategy: none")
-    from semires.candidates.store import CandidateStore
-
-    return CandidateStore(path)

@@ -3,9 +3,9 @@
     python -m components.burn_in --index data/index.json --splits data/splits \
         --out models/burn_in --metrics metrics/burn_in.json
 
-The split folder is ``<splits>/<ratio_name(pipeline.label_ratio)>``. Writes the checkpoint folder
-of :func:`semires.train.supervised.train_supervised` (best.safetensors, last.pt, metrics.json,
-overlays); a retried task resumes from last.pt, and a finished folder is never retrained.
+The split folder is ``<splits>/<ratio_name(pipeline.label_ratio)>`` (:func:`semires.data.splits.ratio_dir`).
+Writes the checkpoint folder of :func:`semires.train.supervised.train_supervised` (best.safetensors,
+last.pt, metrics.json, overlays); a retried task resumes from last.pt, and a finished folder is never retrained.
 """
 
 from __future__ import annotations
@@ -21,19 +21,6 @@ from semires.pipeline import PipelineConfig
 APP = _stage.app(__doc__)
 
 
-def split_dir(splits: Path, p) -> Path:
-    """The split folder of ``pipeline.label_ratio`` under ``splits`` (it must be one of ``split.ratios``)."""
-    from semires.data.splits import ratio_name
-    from semires.errors import SemiresError
-
-    ratio = _stage.cfg(p, "pipeline", PipelineConfig).label_ratio
-    folder = splits / ratio_name(ratio)
-    if not folder.is_dir():
-        raise SemiresError(f"no split folder for pipeline.label_ratio={ratio:g}", folder,
-                           f"add {ratio:g} to split.ratios and rerun the split stage")
-    return folder
-
-
 @APP.command()
 def main(index: Path = _stage.INDEX,
          splits: Path = _stage.SPLITS,
@@ -41,6 +28,7 @@ def main(index: Path = _stage.INDEX,
          metrics: Path = _stage.METRICS,
          curve: Path = _stage.CURVE,
          params: Path = _stage.PARAMS) -> None:
+    from semires.data.splits import ratio_dir
     from semires.models.config import ModelConfig
     from semires.train.config import BurnInConfig
     from semires.train.supervised import resolve_labeled, train_supervised
@@ -48,7 +36,7 @@ def main(index: Path = _stage.INDEX,
     p = _stage.params(params)
     pipe, model, cfg = (_stage.cfg(p, "pipeline", PipelineConfig), _stage.cfg(p, "model", ModelConfig),
                         _stage.cfg(p, "burn_in", BurnInConfig))
-    folder = split_dir(splits, p)
+    folder = ratio_dir(splits, pipe.label_ratio)
     with _stage.stage("burn_in", p, {"pipeline": pipe, "model": model, "burn_in": cfg}, metrics,
                       library_run=True) as st:
         result = train_supervised(index, resolve_labeled(folder), out, model, cfg, st.tracking,

@@ -15,7 +15,6 @@ from pathlib import Path
 import typer
 
 from components import _stage
-from components.burn_in import split_dir
 from semires.checks import ChecksConfig, check_pseudo_labels
 from semires.pipeline import PipelineConfig
 
@@ -30,14 +29,14 @@ def main(index: Path = _stage.INDEX,
          report: Path = _stage.REPORT,
          metrics: Path = _stage.METRICS,
          params: Path = _stage.PARAMS) -> None:
-    from semires.data.splits import load_split
+    from semires.data.splits import load_split, ratio_dir
     from semires.pseudo.config import PseudoLabelConfig
     from semires.pseudo.label import run_pseudo_label
 
     p = _stage.params(params)
     pipe, cfg = _stage.cfg(p, "pipeline", PipelineConfig), _stage.cfg(p, "pseudo_label", PseudoLabelConfig)
     checks = _stage.cfg(p, "checks", ChecksConfig).labels
-    unlabeled = load_split(split_dir(splits, p)).unlabeled
+    unlabeled = load_split(ratio_dir(splits, pipe.label_ratio)).unlabeled
     with _stage.stage("pseudo_label", p, {"pipeline": pipe, "pseudo_label": cfg, "checks.labels": checks}, metrics,
                       library_run=True) as st:
         manifest = run_pseudo_label(index, unlabeled, teacher / "best.safetensors", out, cfg, st.tracking)

@@ -5,7 +5,7 @@
         --metrics metrics/refine.json
 
 Writes refined labels, the quality report (pseudo-label mIoU before / after, match rate) and
-overlays. ``--candidates`` is needed unless ``refine.strategy`` is ``none``.
+overlays. ``--candidates`` is needed unless ``refine.strategy`` reads none (``none``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ def main(index: Path = _stage.INDEX,
          report: Path = _stage.REPORT,
          metrics: Path = _stage.METRICS,
          params: Path = _stage.PARAMS) -> None:
+    from semires.candidates.source import open_candidates
     from semires.pseudo.config import RefineStageConfig
     from semires.pseudo.refine_stage import run_refine
-    from semires.refine.config import RefineConfig
+    from semires.refine import RefineConfig, needs_candidates
 
     p = _stage.params(params)
     cfg, stage_cfg = _stage.cfg(p, "refine", RefineConfig), _stage.cfg(p, "refine_stage", RefineStageConfig)
     checks = _stage.cfg(p, "checks", ChecksConfig).labels
-    source = _stage.candidate_source(candidates) if cfg.strategy != "none" else None
+    source = open_candidates(candidates, needs_candidates(cfg.strategy))
     with _stage.stage("refine", p, {"refine": cfg, "refine_stage": stage_cfg, "checks.labels": checks}, metrics,
                       library_run=True) as st:
         rep = run_refine(index, pseudo, source, out, cfg, stage_cfg, st.tracking)

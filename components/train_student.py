@@ -17,7 +17,6 @@ from pathlib import Path
 import typer
 
 from components import _stage
-from components.burn_in import split_dir
 from semires.pipeline import PipelineConfig
 
 APP = _stage.app(__doc__)
@@ -33,17 +32,18 @@ def main(index: Path = _stage.INDEX,
          metrics: Path = _stage.METRICS,
          curve: Path = _stage.CURVE,
          params: Path = _stage.PARAMS) -> None:
-    from semires.data.splits import load_split
-    from semires.refine.config import RefineConfig
+    from semires.candidates.source import open_candidates
+    from semires.data.splits import load_split, ratio_dir
+    from semires.refine import RefineConfig, needs_candidates
     from semires.train.semi import train_semi
     from semires.train.semi_config import SemiConfig
 
     p = _stage.params(params)
     pipe, cfg, refine_cfg = (_stage.cfg(p, "pipeline", PipelineConfig), _stage.cfg(p, "semi", SemiConfig),
                              _stage.cfg(p, "refine", RefineConfig))
-    split = load_split(split_dir(splits, p))
+    split = load_split(ratio_dir(splits, pipe.label_ratio))
     online = cfg.mode == "online"
-    source = _stage.candidate_source(candidates) if online and refine_cfg.strategy != "none" else None
+    source = open_candidates(candidates, online and needs_candidates(refine_cfg.strategy))
     with _stage.stage("train_student", p, {"pipeline": pipe, "semi": cfg, "refine": refine_cfg}, metrics,
                       library_run=True) as st:
         result = train_semi(index, split.labeled, split.unlabeled, teacher / "best.safetensors", out, cfg, refine_cfg,

@@ -26,14 +26,6 @@ app = typer.Typer(help="SemiRES: pseudo-labels, SAM-guided refinement, mean-teac
                   no_args_is_help=True)
 
 
-def _candidates(path: Path | None):
-    if path is None:
-        return None
-    from semires.candidates.store import CandidateStore
-
-    return CandidateStore(path, cache_size=256)  # decoded stacks kept; the default 1024 costs GBs at 128+ px
-
-
 def _refine_cfg(p, strategy: str | None, pwa: bool | None):
     from semires.refine import RefineConfig
 
@@ -62,7 +54,8 @@ Split = Annotated[Path, typer.Option(help="label split folder (labeled.txt / unl
 Params = Annotated[Path, typer.Option(help="params.yaml (missing file or sections = documented defaults)")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
 Candidates = Annotated[Path | None, typer.Option(help="candidate store folder (needed for iom / cpi)")]
-Strategy = Annotated[str | None, typer.Option(help="override refine.strategy: none | iom | cpi")]
+Strategy = Annotated[str | None, typer.Option(help="override refine.strategy (a registered strategy: none | iom | "
+                                                   "cpi, see semires.refine.strategies)")]
 Pwa = Annotated[bool | None, typer.Option("--pwa/--no-pwa", help="override refine.pwa")]
 
 
@@ -88,12 +81,14 @@ def refine_cmd(index: Index, pseudo: Annotated[Path, typer.Option(help="pseudo-l
                strategy: Strategy = None, pwa: Pwa = None, params: Params = Path("params.yaml"),
                progress: Progress = True) -> None:
     """Refine stored pseudo-labels with SAM candidates (IOM / CPI / PWA) and report their quality."""
+    from semires.candidates.source import open_candidates
     from semires.pseudo.config import RefineStageConfig
     from semires.pseudo.refine_stage import run_refine
+    from semires.refine import needs_candidates
 
     p = load_params(params)
     cfg = _refine_cfg(p, strategy, pwa)
-    rep = run_refine(index, pseudo, _candidates(candidates), out, cfg, section(p, "refine_stage", RefineStageConfig),
+    rep = run_refine(index, pseudo, open_candidates(candidates, needs_candidates(cfg.strategy)), out, cfg, section(p, "refine_stage", RefineStageConfig),
                      section(p, "mlflow", TrackingConfig), progress=progress)
     typer.echo(f"{cfg.name}: {rep['n']} expressions, match rate {rep['match_rate']:.1f}%, pseudo-label mIoU vs truth "
                f"{_f(rep['before']['mIoU'])} -> {_f(rep['after']['mIoU'])}, oIoU {_f(rep['before']['oIoU'])} -> "
@@ -110,7 +105,9 @@ def train(index: Index, split: Split,
           strategy: Strategy = None, pwa: Pwa = None, params: Params = Path("params.yaml"),
           progress: Progress = True) -> None:
     """Mean-teacher training of the student (online refinement, or self-training on stored labels)."""
+    from semires.candidates.source import open_candidates
     from semires.data.splits import load_split
+    from semires.refine import needs_candidates
     from semires.train.semi import train_semi
     from semires.train.semi_config import SemiConfig
 
@@ -121,7 +118,7 @@ def train(index: Index, split: Split,
     sp = load_split(split)
     online = cfg.mode == "online"
     res = train_semi(index, sp.labeled, sp.unlabeled, burn_in, out, cfg, refine_cfg,
-                     _candidates(candidates) if online and refine_cfg.strategy != "none" else None,
+                     open_candidates(candidates, online and needs_candidates(refine_cfg.strategy)),
                      None if online else refined, section(p, "mlflow", TrackingConfig), progress=progress)
     best = res.get("best") or {}
     typer.echo(f"kept teacher (step {res.get('best_step')}): val mIoU {_f(best.get('mIoU'))}, "

@@ -94,3 +94,15 @@ def load_split(split_dir: str | Path) -> LabelSplit:
     meta = io.read_json(split_dir / "split.json")
     return LabelSplit(float(meta["ratio"]), int(meta["seed"]), tuple(read_ids(split_dir / "labeled.txt")),
                       tuple(read_ids(split_dir / "unlabeled.txt")))
+
+
+def ratio_dir(splits: str | Path, ratio: float) -> Path:
+    """The split folder of ``ratio`` under ``splits`` (``<splits>/<ratio_name(ratio)>``), which must exist.
+
+    Raises :class:`DataError` naming the folder when the split stage did not write that ratio.
+    """
+    folder = Path(splits) / ratio_name(ratio)
+    if not folder.is_dir():
+        raise DataError(f"no split folder for label ratio {ratio:g}", folder,
+                        f"add {ratio:g} to split.ratios and rerun the split stage")
+    return folder
