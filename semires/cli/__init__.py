@@ -60,7 +60,10 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> int:
                 raise
             return code
     # In non-standalone mode typer returns the code of a typer.Exit (and 130 for Ctrl-C) instead of raising.
-    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    if code == 130:
+        print("error: interrupted", file=sys.stderr)
+    return code
 
 
 def _exit_code(exc: BaseException) -> int | None:

@@ -257,6 +257,12 @@ def _is_current(out: Path, meta_wanted: dict) -> bool:
     return dataset_checksum(out) == (meta.get("checksum"), meta.get("files"))
 
 
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def generate(out_dir: str | Path, preset: str = "default", seed: int = 0, num_images: int | None = None,
              image_size: int | None = None, workers: int | None = None, progress: bool = True,
              spec: SynthSpec | None = None) -> Path:
@@ -286,7 +292,8 @@ def generate(out_dir: str | Path, preset: str = "default", seed: int = 0, num_im
             results = [_work(t) for t in tqdm(tasks, **bar)]
         else:
             # spawn: never fork a parent that may hold torch / OpenMP threads
-            with mp.get_context("spawn").Pool(workers) as pool:
+            # workers ignore Ctrl-C: the parent alone reports it (one line) and stops the pool
+            with mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
                 results = list(tqdm(pool.imap(_work, tasks, chunksize=8), **bar))
         instances, refs, counts = _assemble(results, spec.image_size)
         io.write_json(tmp / "instances.json", instances, indent=None)
