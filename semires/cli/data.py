@@ -53,7 +53,13 @@ def split(index_path: Path = typer.Option(..., "--index", help="index JSON"),
 
     cfg = load_params(params).split
     rs = _ratios(ratios) if ratios else cfg.ratios
-    written = make_splits(RefIndex.load(index_path), rs, cfg.seed if seed is None else seed, out)
+    idx = RefIndex.load(index_path)
+    if not idx.image_ids("train"):
+        from semires.errors import DataError
+
+        raise DataError("the index has no 'train' refs, so there is nothing to split", index_path,
+                        "index a dataset with a train split (refs with split: train)")
+    written = make_splits(idx, rs, cfg.seed if seed is None else seed, out)
     for r, p in written.items():
         typer.echo(f"{r:g}: {p}")
 
