@@ -62,6 +62,7 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> int:
     # In non-standalone mode typer returns the code of a typer.Exit (and 130 for Ctrl-C) instead of raising.
     code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     if code == 130:
+        _close_progress_bars()
         print("error: interrupted", file=sys.stderr)
     return code
 
@@ -69,6 +70,8 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None) -> int:
 def _exit_code(exc: BaseException) -> int | None:
     """The exit code for ``exc`` after printing its one line, or None when it is a bug (keep the traceback)."""
     from semires.errors import Interrupted, user_error_message
+
+    _close_progress_bars()
 
     if isinstance(exc, (typer.Exit, SystemExit)):
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
@@ -89,6 +92,14 @@ def _exit_code(exc: BaseException) -> int | None:
     if isinstance(exc, CheckFailed):
         print(exc.report, file=sys.stderr)
     return 2
+
+
+def _close_progress_bars() -> None:
+    """End open tqdm bars, so that the error line starts a line of its own."""
+    tqdm_mod = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm_mod, "tqdm", None), "_instances", None) or []):
+        with contextlib.suppress(Exception):
+            bar.close()
 
 
 def _usage_error(exc: BaseException) -> int | None:

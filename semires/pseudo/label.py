@@ -79,7 +79,7 @@ def run_pseudo_label(index: RefIndex | str | Path, unlabeled: Sequence[int], che
                 try:
                     _predict_shard(model, ds, rows, path, cfg, device, dtype)
                 except NonFiniteError as exc:
-                    raise NonFiniteError(f"{exc.what} ({path.name} of {out_dir})", checkpoint,
+                    raise NonFiniteError(f"{exc.what.split(';')[0]} (predicting {path.name}; nothing written)", checkpoint,
                                          "this teacher is broken or diverged: retrain it (the burn_in stage)") from None
             shards.append({"file": path.name, "count": len(rows), "sha256": io.sha256_file(path)})
             bar.update(len(rows))
