@@ -7,9 +7,12 @@ spatial relations, each checked to select exactly its target among all objects o
 (:mod:`semires.data.expressions`). Written exactly as RefCOCO ships::
 
     <out>/images/refshapes_<index>.png
-    <out>/instances.json    COCO images / annotations (compressed RLE of the visible part) / categories;
-                            each annotation also carries "refshapes": shape, color, size, cx, cy,
-                            radius, angle, full_area (the unoccluded area)
+    <out>/instances.json    COCO images / annotations / categories; an annotation's "segmentation" is
+                            the visible part as COCO polygons, as RefCOCO stores its objects (pixel-
+                            boundary rings, holes joined in, see :mod:`semires.data.polygons`: they
+                            rasterise through pycocotools to exactly the drawn mask, which generation
+                            checks object by object); each annotation also carries "refshapes": shape,
+                            color, size, cx, cy, radius, angle, full_area (the unoccluded area)
     <out>/refs(unc).p       pickle (protocol 2) of REFER ref dicts
     <out>/refshapes.json    spec, seed, counts and a checksum of all other files (written last)
 
@@ -42,16 +45,18 @@ from semires import io
 from semires.data import masks as mask_codec
 from semires.data import phrasing
 from semires.data.expressions import World, choose, unique_meanings
+from semires.data.polygons import mask_to_polygons
 from semires.data.preview import render_preview  # noqa: F401  (public API: generate + render_preview)
 from semires.data.scenes import compose
 from semires.data.shapes import GROUP_OF, GROUPS, SHAPES
 from semires.errors import DataError, SemiresError
 
-FORMAT = "refshapes/1"
-GENERATOR_VERSION = 1  # bump whenever the same spec and seed would give different bytes
+FORMAT = "refshapes/2"  # 2: polygon segmentations, as RefCOCO (1: compressed RLE; the reader takes both)
+GENERATOR_VERSION = 2  # bump whenever the same spec and seed would give different bytes
 # the modules whose code decides the bytes; their digest is stored too, so a dataset drawn by an
 # edited generator is redrawn even where nobody bumped GENERATOR_VERSION
-_GENERATOR_MODULES = ("synthetic.py", "scenes.py", "shapes.py", "expressions.py", "phrasing.py", "masks.py")
+_GENERATOR_MODULES = ("synthetic.py", "scenes.py", "shapes.py", "expressions.py", "phrasing.py", "masks.py",
+                      "polygons.py")
 SPLITS = ("train", "val", "testA", "testB")
 SPLIT_GROUP = {"testA": "curved", "testB": "angular"}
 META = "refshapes.json"
@@ -178,10 +183,20 @@ def _work(task: tuple) -> dict:
     file_name = f"refshapes_{index:06d}.png"
     Image.fromarray(img).save(Path(image_dir) / file_name, compress_level=3)
     rles = mask_codec.encode_many(np.stack([o.visible for o in objs]))
-    objects = [{**dataclasses.asdict(o.facts), "angle": round(o.angle, 4), "full_area": int(o.full.sum()), "rle": rle}
-               for o, rle in zip(objs, rles)]
+    objects = [{**dataclasses.asdict(o.facts), "angle": round(o.angle, 4), "full_area": int(o.full.sum()), "rle": rle,
+                "polygons": _polygons(o.visible, rle, index)} for o, rle in zip(objs, rles)]
     return {"index": index, "split": split, "file_name": file_name, "objects": objects,
             "refs": [{"obj": i, "sentences": s} for i, s in refs]}
+
+
+def _polygons(mask: np.ndarray, rle: dict, index: int) -> list[list[int]]:
+    """``mask`` as COCO polygons, checked to rasterise (pycocotools, as COCO's ``annToRLE``) to ``rle`` exactly."""
+    polygons = mask_to_polygons(mask)
+    h, w = mask.shape
+    if not polygons or mask_codec.segmentation_to_rle(polygons, h, w)["counts"] != rle["counts"]:
+        raise SemiresError(f"image {index}: an object's polygons do not rasterise to its mask", None,
+                           "report this as a bug in semires.data.polygons")
+    return polygons
 
 
 def _assemble(results: list[dict], size: int) -> tuple[dict, list[dict], dict]:
@@ -201,7 +216,8 @@ def _assemble(results: list[dict], size: int) -> tuple[dict, list[dict], dict]:
             ann_ids.append(ann_id)
             rle = o["rle"]
             facts = {k: o[k] for k in ("shape", "color", "size", "cx", "cy", "radius", "angle", "full_area")}
-            anns.append({"id": ann_id, "image_id": image_id, "category_id": cat_id[o["shape"]], "segmentation": rle,
+            anns.append({"id": ann_id, "image_id": image_id, "category_id": cat_id[o["shape"]],
+                         "segmentation": o["polygons"],
                          "area": float(mask_codec.area(rle)), "bbox": mask_codec.bbox(rle), "iscrowd": 0,
                          "refshapes": facts})
             c["objects"] += 1
