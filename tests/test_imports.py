@@ -3,8 +3,8 @@ one that imports it back, no package imports one that imports it back, and arrow
 
 Floors, lowest first (a package may import its own floor or lower, never higher):
 
-0. core: errors, io, config, hardware, viz, services, stages (the stage table: standard library only)
-1. ground: data, models, refine, candidates, tracking
+0. core: errors, io, config, hardware, viz, services, registry, stages (the stage table: standard library only)
+1. ground: data, models, refine, candidates, tracking, mlflow_ui
 2. train: today both the plumbing that eval/pseudo stand on (dataset, runtime, transforms, ddp,
    checkpoint) and the training loops (see ``UPWARD``)
 3. stages: eval, pseudo, checks
@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 FLOORS = {
-    **dict.fromkeys(("errors", "io", "config", "hardware", "viz", "services", "stages"), 0),
-    **dict.fromkeys(("data", "models", "refine", "candidates", "tracking"), 1),
+    **dict.fromkeys(("errors", "io", "config", "hardware", "viz", "services", "registry", "stages"), 0),
+    **dict.fromkeys(("data", "models", "refine", "candidates", "tracking", "mlflow_ui"), 1),
     "train": 2,
     **dict.fromkeys(("eval", "pseudo", "checks"), 3),
     **dict.fromkeys(("runs", "pipeline", "pretrain"), 4),

@@ -21,39 +21,26 @@ from collections.abc import Callable
 
 from semires.candidates.base import CandidateGenerator
 from semires.candidates.config import CandidatesConfig
-from semires.errors import SemiresError
+from semires.registry import Registry
 
-_REGISTRY: dict[str, Callable[[CandidatesConfig], CandidateGenerator]] = {}
+GENERATORS: Registry[Callable[[CandidatesConfig], CandidateGenerator]] = Registry(
+    "candidate generator", "candidates.generator")
 
 
 def register_generator(name: str):
     """Decorator registering ``fn(cfg: CandidatesConfig) -> CandidateGenerator`` under ``name``."""
-
-    def deco(fn):
-        if name in _REGISTRY:
-            raise ValueError(f"candidate generator '{name}' registered twice")
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+    return GENERATORS.register(name)
 
 
 def available_generators() -> list[str]:
     """Registered generator names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def check_generator(name: str) -> str:
-    """``name`` if a generator is registered under it; else a one-line :class:`SemiresError` naming the known ones."""
-    if name not in _REGISTRY:
-        raise SemiresError(f"unknown candidate generator '{name}'", None,
-                           f"set candidates.generator to one of {', '.join(available_generators())}")
-    return name
+    return sorted(GENERATORS.names())
 
 
 def build_generator(cfg: CandidatesConfig) -> CandidateGenerator:
-    """The generator that ``cfg.generator`` names, built from its section of ``cfg``."""
-    return _REGISTRY[check_generator(cfg.generator)](cfg)
+    """The generator that ``cfg.generator`` names, built from its section of ``cfg``; an unknown name is a
+    one-line :class:`~semires.errors.SemiresError` naming the known ones."""
+    return GENERATORS.get(cfg.generator)(cfg)
 
 
 @register_generator("embedded")

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from semires.errors import SemiresError
 from semires.refine.config import RefineConfig
 from semires.refine.core import Candidates, Match, RefineResult, cpi, iom, pwa_weight
+from semires.registry import Registry
 
 Matcher = Callable[[torch.Tensor, "Candidates | None", RefineConfig], Match]
 
@@ -45,16 +45,14 @@ class Strategy:
     description: str
 
 
-_REGISTRY: dict[str, Strategy] = {}
+STRATEGIES: Registry[Strategy] = Registry("refinement strategy", "refine.strategy")
 
 
 def register_strategy(name: str, needs_candidates: bool = True, description: str = ""):
     """Decorator registering ``match(pseudo, cands, cfg) -> Match`` as strategy ``name``."""
 
     def deco(fn: Matcher) -> Matcher:
-        if name in _REGISTRY:
-            raise ValueError(f"refinement strategy '{name}' registered twice")
-        _REGISTRY[name] = Strategy(name, fn, needs_candidates, description)
+        STRATEGIES.add(name, Strategy(name, fn, needs_candidates, description))
         return fn
 
     return deco
@@ -62,15 +60,13 @@ def register_strategy(name: str, needs_candidates: bool = True, description: str
 
 def available_strategies() -> list[str]:
     """Registered strategy names, in registration order (``none``, ``iom``, ``cpi``)."""
-    return list(_REGISTRY)
+    return STRATEGIES.names()
 
 
 def get_strategy(name: str) -> Strategy:
-    """The strategy ``name``; an unknown name is a one-line :class:`SemiresError` naming the known ones."""
-    if name not in _REGISTRY:
-        raise SemiresError(f"unknown refinement strategy '{name}'", None,
-                           f"set refine.strategy to one of {', '.join(available_strategies())}")
-    return _REGISTRY[name]
+    """The strategy ``name``; an unknown name is a one-line :class:`~semires.errors.SemiresError` naming the
+    known ones."""
+    return STRATEGIES.get(name)
 
 
 def needs_candidates(name: str) -> bool:

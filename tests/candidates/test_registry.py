@@ -9,7 +9,7 @@ import pytest
 
 from semires.candidates import CandidatesConfig, available_generators, build_generator
 from semires.candidates.base import CandidateGenerator, Candidates
-from semires.candidates.registry import _REGISTRY, register_generator
+from semires.candidates.registry import GENERATORS, register_generator
 from semires.cli import main
 from semires.errors import SemiresError
 
@@ -65,4 +65,4 @@ def test_a_new_generator_is_one_entry():
         with pytest.raises(ValueError, match="registered twice"):
             register_generator("nothing_test")(lambda cfg: Nothing())
     finally:
-        del _REGISTRY["nothing_test"]
+        GENERATORS.remove("nothing_test")

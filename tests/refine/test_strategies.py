@@ -12,7 +12,7 @@ import torch
 from semires.cli import main
 from semires.errors import SemiresError
 from semires.refine import RefineConfig, available_strategies, get_strategy, needs_candidates, refine
-from semires.refine.strategies import _REGISTRY, register_strategy
+from semires.refine.strategies import STRATEGIES, register_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_a_new_strategy_is_one_entry():
         with pytest.raises(ValueError, match="registered twice"):
             register_strategy("everything_test")(_everything)
     finally:
-        del _REGISTRY["everything_test"]
+        STRATEGIES.remove("everything_test")
     assert "everything_test" not in available_strategies()
 
 
