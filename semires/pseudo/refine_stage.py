@@ -36,7 +36,7 @@ from semires.errors import DataError, SemiresError
 from semires.eval.metrics import iou_from_counts, res_metrics_from_counts
 from semires.pseudo.config import RefineStageConfig
 from semires.pseudo.shards import PseudoStore, dequantize
-from semires.refine import CandidateSource, RefineConfig, gather_candidates, pwa_weight, refine
+from semires.refine import CandidateSource, RefineConfig, gather_candidates, needs_candidates, pwa_weight, refine
 from semires.tracking import Tracker, TrackingConfig
 from semires.train.transforms import resize_image, resize_mask
 
@@ -65,7 +65,7 @@ def run_refine(index: RefIndex | str | Path, pseudo_dir: str | Path, candidates:
             return io.read_json(out_dir / "report.json")
         raise SemiresError("this folder holds labels refined with other settings or pseudo-labels", out_dir,
                            "write to a new --out folder, or delete this one")
-    if candidates is None and cfg.strategy != "none":
+    if candidates is None and needs_candidates(cfg.strategy):
         raise SemiresError(f"refine.strategy '{cfg.strategy}' needs SAM candidates", None,
                            "pass --candidates (the candidates stage output)")
     t0 = time.perf_counter()
@@ -122,7 +122,7 @@ def _refine_shard(store: PseudoStore, i: int, index: RefIndex, candidates, cfg: 
         pseudo = masks[rows].to(device)
         prob = dequantize(sh.prob[rows]).to(device)
         image_ids = sh.image_id[rows].tolist()
-        cands = None if cfg.strategy == "none" else gather_candidates(candidates, image_ids, size, device, atoms)
+        cands = gather_candidates(candidates, image_ids, size, device, atoms) if needs_candidates(cfg.strategy) else None
         res = refine(pseudo, prob, cands, cfg)
         truth = torch.stack([_truth(index, int(r), size, truth_cache) for r in sh.ref_id[rows].tolist()]).to(device)
         before = ((pseudo & truth).flatten(1).sum(1), (pseudo | truth).flatten(1).sum(1))
