@@ -6,6 +6,7 @@
 * :mod:`~semires.candidates.sam` / :mod:`~semires.candidates.fast_amg` - SAM via segment-anything
 * :mod:`~semires.candidates.embedded` - the weight-free stand-in for SAM (default without a checkpoint)
 * :mod:`~semires.candidates.store` - sharded COCO-RLE storage, manifest, ``CandidateStore`` loader
+* :mod:`~semires.candidates.source` - ``open_candidates``: the store a stage reads (CLI and components alike)
 * :mod:`~semires.candidates.stats`, :mod:`~semires.candidates.recall` - run statistics, pictures, recall
 """
 

@@ -1,4 +1,11 @@
-"""SAM-guided pseudo-label refinement (SemiRES): IOM, CPI and PWA as batched tensor functions."""
+"""SAM-guided pseudo-label refinement (SemiRES): IOM, CPI and PWA as batched tensor functions.
+
+* :mod:`~semires.refine.config` - ``RefineConfig`` (params section ``refine``)
+* :mod:`~semires.refine.core` - IOM, CPI, PWA and the per-candidate overlap statistics
+* :mod:`~semires.refine.strategies` - strategies by name (``none``, ``iom``, ``cpi``) and ``refine``
+* :mod:`~semires.refine.packing` / :mod:`~semires.refine.atoms` - a batch's candidates, dense or as atoms
+* :mod:`~semires.refine.gather` - a batch's candidates read from a ``CandidateSource`` and packed
+"""
 
 from semires.refine.atoms import AtomBatch, AtomCandidates, pack_for_device
 from semires.refine.config import RefineConfig
