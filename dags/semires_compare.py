@@ -7,7 +7,7 @@ import datetime
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
-from semires_tasks import REPORT_ASSET_URI, run_dir_for, run_module
+from semires_tasks import REPORT_ASSET_URI, project_dir, project_python, run_dir_for
 
 
 @dag(
@@ -24,15 +24,21 @@ from semires_tasks import REPORT_ASSET_URI, run_dir_for, run_module
 )
 def semires_compare():
     @task
-    def compare() -> str:
+    def table_path() -> str:
+        """Where this run's table goes."""
         ctx = get_current_context()
-        p = ctx["params"]
-        out = run_dir_for(p["work_root"], "semires_compare", ctx["dag_run"].run_id) / "compare.md"
-        run_module("semires", ["pipeline", "compare", "--params", p["base_params"], "--max-runs", p["max_runs"],
-                                            "--out", out])
-        return str(out)
+        return str(run_dir_for(ctx["params"]["work_root"], "semires_compare", ctx["dag_run"].run_id) / "compare.md")
 
-    compare()
+    @task.bash(cwd=str(project_dir()), do_xcom_push=False, skip_on_exit_code=None)
+    def compare(out: str) -> str:
+        """`semires pipeline compare` in the project's Python, writing the table to ``out``."""
+        import shlex
+
+        p = get_current_context()["params"]
+        return "exec " + shlex.join([project_python(), "-m", "semires", "pipeline", "compare", "--params",
+                                     p["base_params"], "--max-runs", str(p["max_runs"]), "--out", out])
+
+    compare(table_path())
 
 
 semires_compare()

@@ -1,16 +1,18 @@
-"""Helpers the semires DAGs share: where the project is, and running one component in its venv.
+"""Helpers the semires DAGs share: where the project is, its stage table, and the command of a stage.
 
-Tasks run the project's components as subprocesses of the project's own Python
-(``SEMIRES_PYTHON``, default ``<project>/.venv/bin/python``), so torch and the models never load
-into the Airflow worker and Airflow can live in another environment. Nothing heavy is imported
-at module level: the DAG processor parses this file often.
+Tasks run the project's components in the project's own Python (``SEMIRES_PYTHON``, default
+``<project>/.venv/bin/python``) through Airflow's operators (``@task.bash`` for stage commands,
+``@task.external_python`` where a value comes back), so torch and the models never load into the
+Airflow worker and Airflow can live in another environment. The stage graph comes from
+``semires/stages.py``, loaded by file path (it needs only the standard library): the DAG
+processor never imports the ``semires`` package. Nothing heavy is imported at module level.
 
 Environment read here (all optional):
 - ``SEMIRES_PROJECT_DIR``: the repository checkout (default: the parent of this dags/ folder);
 - ``SEMIRES_PYTHON``: the interpreter that has semires installed;
 - ``SEMIRES_WORK_ROOT``: where run folders go (default ``<project>/runs``);
 - ``SEMIRES_GPU_POD_TEMPLATE``: under the KubernetesExecutor, the pod template file of the GPU
-  tasks (candidates, burn_in, pseudo_label, train_student, evaluate; infra/k8s/pod-templates/gpu.yaml);
+  tasks (the stages semires/stages.py marks ``gpu``; infra/k8s/pod-templates/gpu.yaml);
 - ``SEMIRES_RETRY_DELAY_S``: first retry delay in seconds (default 30).
 MLflow and S3 settings (``MLFLOW_TRACKING_URI``, ``AWS_*``) pass through to the components from
 the worker's environment and are never printed.
@@ -18,33 +20,16 @@ the worker's environment and are never printed.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
-import subprocess
 import sys
-from collections import deque
 from pathlib import Path
+from types import ModuleType
 
 # The asset the pipeline's report task updates; the compare DAG is scheduled on it.
 REPORT_ASSET_URI = "semires://pipeline/report"
-
-# Where each stage reads and writes, relative to a run folder (dvc.yaml keeps the same layout
-# relative to the repository root).
-LAYOUT = {
-    "params": "params.yaml",
-    "index": "data/index.json",
-    "splits": "data/splits",
-    "candidates": "data/candidates",
-    "burn_in": "models/burn_in",
-    "pseudo": "data/pseudo",
-    "refined": "data/refined",
-    "student": "models/student",
-    "evaluation": "eval/student",
-    "summary": "reports/summary.md",
-    "checks": "reports/checks",
-    "metrics": "metrics",
-}
 
 
 def gpu_executor_config() -> dict:
@@ -79,39 +64,15 @@ def run_dir_for(work_root: str, dag_id: str, run_id: str) -> Path:
     return root / dag_id / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
-def run_module(module: str, args: list[str], ctx: dict | None = None, tail_lines: int = 40) -> str:
-    """Run ``python -m module args`` in the project; stream its output to the task log.
-
-    ``ctx`` (the run context from the DAG's first task) adds ``SEMIRES_PARENT_RUN_ID`` and
-    ``SEMIRES_DAG_RUN_ID`` to the child's environment. Raises RuntimeError with the output's tail
-    on a non-zero exit, so Airflow marks the try failed and retries it. Returns the output.
-    """
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    if ctx:
-        if ctx.get("parent_run_id"):
-            env["SEMIRES_PARENT_RUN_ID"] = ctx["parent_run_id"]
-        env["SEMIRES_DAG_RUN_ID"] = ctx["dag_run_id"]
-    cmd = [project_python(), "-m", module, *[str(a) for a in args]]
-    print("+ " + shlex.join(cmd), flush=True)
-    tail: deque[str] = deque(maxlen=tail_lines)
-    out: list[str] = []
-    proc = subprocess.Popen(cmd, cwd=project_dir(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        print(line, end="", flush=True)
-        tail.append(line)
-        out.append(line)
-    code = proc.wait()
-    if code != 0:
-        raise RuntimeError(f"{module} exited with code {code}; last lines:\n{''.join(tail)}")
-    return "".join(out)
-
-
-def component(stage: str, args: list[str], ctx: dict) -> None:
-    """Run stage ``stage`` (``components.<stage>``) with the run's params file appended."""
-    run_module(f"components.{stage}", [*args, "--params", ctx["params"]], ctx)
+def load_stages(project: str | Path | None = None) -> ModuleType:
+    """The project's stage table (``semires/stages.py``), loaded by file path as module
+    ``semires_stage_table``: standard library only, so no ``semires`` import in the DAG processor."""
+    path = Path(project or project_dir()) / "semires" / "stages.py"
+    spec = importlib.util.spec_from_file_location("semires_stage_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def read_params(path: str) -> dict:
@@ -119,3 +80,38 @@ def read_params(path: str) -> dict:
     import yaml
 
     return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def _param(params: dict, dotted: str):
+    value = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def stage_command(name: str, ctx: dict, shard: int | None = None) -> str:
+    """The bash command of stage ``name`` in the run ``ctx`` (from the DAG's ``open_run`` task).
+
+    Paths follow the table's layout inside the run folder; shared datasets (the REFER folder and
+    its images) come from the run's params, relative to the project. The parent MLflow run and
+    the dag_run id reach the component as ``SEMIRES_PARENT_RUN_ID`` / ``SEMIRES_DAG_RUN_ID``.
+    """
+    stages = load_stages(ctx["project"])
+    st = stages.stage(name)
+    run_dir, project = Path(ctx["run_dir"]), Path(ctx["project"])
+    params = read_params(ctx["params"])
+
+    def path(a, written: bool) -> str:
+        if a.shared:
+            return str(project / (_param(params, a.param) or a.path))
+        return str(run_dir / a.path)
+
+    cmd = stages.command(st, path, shard=shard, params=ctx["params"], metrics_dir=str(run_dir / "metrics"),
+                         file=lambda kind, rel: str(run_dir / rel))
+    cmd[0] = project_python()
+    env = {"PYTHONUNBUFFERED": "1", "SEMIRES_DAG_RUN_ID": ctx["dag_run_id"]}
+    if ctx.get("parent_run_id"):
+        env["SEMIRES_PARENT_RUN_ID"] = ctx["parent_run_id"]
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    # exec: the component replaces the shell, so a kill of it is the task's own exit status
+    return f"export {exports}; exec {shlex.join(str(c) for c in cmd)}"

@@ -1,5 +1,6 @@
-"""The semires pipeline for Kubeflow Pipelines (kfp 2): the same component commands as dvc.yaml and
-the Airflow DAG, as container components exchanging KFP artifacts.
+"""The semires pipeline for Kubeflow Pipelines (kfp 2), built from the stage table
+(``semires/stages.py``): the same component commands as dvc.yaml and the Airflow DAG, as container
+components exchanging KFP artifacts (each artifact travels in the KFP artifact the table names).
 
     python infra/kfp/pipeline.py --image registry.example.com/semires:cuda --num-shards 8 \
         --env MLFLOW_TRACKING_URI=http://mlflow.mlops:5000 --out infra/kfp/semires_pipeline.yaml
@@ -9,7 +10,7 @@ image; paths are KFP artifact paths. The parent MLflow run is opened by ``start-
 passed to each step, which exports it as ``SEMIRES_PARENT_RUN_ID``. Candidate shards are
 ``--num-shards`` parallel steps (fixed when compiling; the compiled ``configure`` step sets
 ``candidates.num_shards`` to it), joined into one store by ``candidates_merge``.
-Candidates, training and inference steps request a GPU (``--no-gpu`` to drop the requests).
+The steps the table marks ``gpu`` request a GPU (``--no-gpu`` to drop the requests).
 Runtime parameters: label_ratio, strategy, pwa and extra ``overrides`` (``KEY=VALUE`` list as JSON).
 """
 
@@ -67,70 +68,68 @@ def under(placeholder: dict, rel: str) -> dict:
     return {"concat": [placeholder, f"/{rel}"]}
 
 
-P = ["--params", i("params")]
-DATA_IN = ("data", "Dataset")
-INDEX = under(i("data"), "index.json")
+def load_stages():
+    """The stage table, ``semires/stages.py`` of this checkout."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    try:
+        from semires import stages
+    finally:
+        sys.path.pop(0)
+    return stages
 
 
-def steps(num_shards: int) -> dict[str, Step]:
-    """Every stage of the pipeline, keyed by stage name (the kfp task names)."""
-    s = {
-        "data": Step("data", "components.data", [("params", "Artifact")], [("data", "Dataset"), ("report", "Artifact"),
-                                                                          ("metrics", "Artifact")],
-                     ["--refer-dir", under(o("data"), "refshapes"), "--image-dir", under(o("data"), "refshapes/images"),
-                      "--index", under(o("data"), "index.json"), "--report", o("report"), "--metrics", o("metrics"),
-                      *P]),
-        "split": Step("split", "components.split", [("params", "Artifact"), DATA_IN],
-                      [("splits", "Dataset"), ("report", "Artifact"), ("metrics", "Artifact")],
-                      ["--index", INDEX, "--out", o("splits"), "--report", o("report"), "--metrics", o("metrics"), *P]),
-        "burn_in": Step("burn_in", "components.burn_in", [("params", "Artifact"), DATA_IN, ("splits", "Dataset")],
-                        [("teacher", "Model"), ("metrics", "Artifact")],
-                        ["--index", INDEX, "--splits", i("splits"), "--out", o("teacher"), "--metrics", o("metrics"),
-                         *P], gpu=True, memory="16G"),
-        "pseudo_label": Step("pseudo_label", "components.pseudo_label",
-                             [("params", "Artifact"), DATA_IN, ("splits", "Dataset"), ("teacher", "Model")],
-                             [("pseudo", "Dataset"), ("report", "Artifact"), ("metrics", "Artifact")],
-                             ["--index", INDEX, "--splits", i("splits"), "--teacher", i("teacher"),
-                              "--out", o("pseudo"), "--report", o("report"), "--metrics", o("metrics"), *P],
-                             gpu=True, memory="16G"),
-        "refine": Step("refine", "components.refine",
-                       [("params", "Artifact"), DATA_IN, ("pseudo", "Dataset"), ("candidates", "Dataset")],
-                       [("refined", "Dataset"), ("report", "Artifact"), ("metrics", "Artifact")],
-                       ["--index", INDEX, "--pseudo", i("pseudo"), "--candidates", i("candidates"),
-                        "--out", o("refined"), "--report", o("report"), "--metrics", o("metrics"), *P], memory="16G"),
-        "train_student": Step("train_student", "components.train_student",
-                              [("params", "Artifact"), DATA_IN, ("splits", "Dataset"), ("teacher", "Model"),
-                               ("candidates", "Dataset"), ("refined", "Dataset")],
-                              [("student", "Model"), ("metrics", "Artifact")],
-                              ["--index", INDEX, "--splits", i("splits"), "--teacher", i("teacher"),
-                               "--candidates", i("candidates"), "--refined", i("refined"), "--out", o("student"),
-                               "--metrics", o("metrics"), *P], gpu=True, memory="32G"),
-        "evaluate": Step("evaluate", "components.evaluate", [("params", "Artifact"), DATA_IN, ("student", "Model")],
-                         [("evaluation", "Dataset"), ("metrics", "Artifact")],
-                         ["--index", INDEX, "--model", i("student"), "--out", o("evaluation"), "--metrics",
-                          o("metrics"), *P], gpu=True, memory="16G"),
-        "report": Step("report", "components.report",
-                       [("params", "Artifact"), DATA_IN, ("student", "Model")]
-                       + [(f"m_{k}", "Artifact") for k in REPORTED],
-                       [("summary", "Markdown"), ("metrics", "Artifact")],
-                       [a for k in REPORTED for a in ("--stage-metrics", {"concat": [f"{k}=", i(f"m_{k}")]})]
-                       + ["--student", i("student"), "--index", INDEX, "--out", o("summary"), "--metrics", o("metrics"),
-                          *P]),
-        "candidates_merge": Step("candidates_merge", "components.candidates_merge",
-                                 [("params", "Artifact")] + [(f"shard_{k}", "Dataset") for k in range(num_shards)],
-                                 [("candidates", "Dataset"), ("metrics", "Artifact")],
-                                 [a for k in range(num_shards) for a in ("--part", i(f"shard_{k}"))]
-                                 + ["--out", o("candidates"), "--metrics", o("metrics"), *P]),
-    }
-    for k in range(num_shards):
-        s[f"candidates_{k}"] = Step(f"candidates {k}", "components.candidates", [("params", "Artifact"), DATA_IN],
-                                    [("shard", "Dataset"), ("report", "Artifact"), ("metrics", "Artifact")],
-                                    ["--index", INDEX, "--shard", str(k), "--out", o("shard"), "--report", o("report"),
-                                     "--metrics", o("metrics"), *P], gpu=True, memory="16G")
-    return s
+def _bundles(table, keys, kind_of) -> list[tuple[str, str]]:
+    """(KFP artifact, type) for artifact keys, each KFP artifact once, in order."""
+    out: dict[str, str] = {}
+    for key in keys:
+        name = table.artifact(key).kfp_artifact[0]
+        out.setdefault(name, kind_of(name))
+    return list(out.items())
 
 
-REPORTED = ("data", "split", "candidates", "burn_in", "pseudo_label", "refine", "train_student", "evaluate")
+def steps(num_shards: int, table=None) -> dict[str, Step]:
+    """Every stage of the table as a container step, keyed by kfp task name (``candidates_<k>`` per
+    shard of a sharded stage)."""
+    table = table or load_stages()
+    kinds: dict[str, str] = {}
+    for a in table.artifacts().values():
+        kinds.setdefault(a.kfp_artifact[0], a.kind)
+
+    def path(a, written: bool, rename: dict | None = None):
+        name, sub = a.kfp_artifact
+        name = (rename or {}).get(name, name)
+        ph = o(name) if written else i(name)
+        return under(ph, sub) if sub else ph
+
+    files = {"report": ("report", "Artifact"), "metrics": ("metrics", "Artifact"), "curve": ("curve", "Artifact")}
+    out: dict[str, Step] = {}
+    for st in table.STAGES:
+        reads = [table.artifact(a).key for a in st.artifacts_read()]
+        inputs = [("params", "Artifact"), *_bundles(table, reads, kinds.get)]
+        own = [kind for kind, on in (("report", st.report), ("metrics", True), ("curve", bool(st.curve))) if on]
+        res = {"gpu": st.gpu, "memory": st.memory}
+        if st.shards:  # each shard writes its own artifact, which the joining stage copies in
+            rename = {table.artifact(a).kfp_artifact[0]: "shard" for a in st.outputs.values()}
+            for k in range(num_shards):
+                args = table.command(st, lambda a, w, rename=rename: path(a, w, rename), shard=str(k), params=i("params"),
+                                     file=lambda kind, rel: o(kind))[3:]
+                out[f"{st.name}_{k}"] = Step(f"{st.name} {k}", st.module, inputs,
+                                             [("shard", "Dataset"), *[files[f] for f in own]], args, **res)
+            continue
+        outputs = [*_bundles(table, [table.artifact(a).key for a in st.outputs.values()], kinds.get),
+                   *[files[f] for f in own]]
+        args = table.command(st, path, params=i("params"), metrics_dir=None, file=lambda kind, rel: o(kind))[3:]
+        if st.joins:
+            inputs += [(f"shard_{k}", "Dataset") for k in range(num_shards)]
+            args = [a for k in range(num_shards) for a in ("--part", i(f"shard_{k}"))] + args
+        if st.collects_metrics:
+            names = [s.metrics_name or s.name for s in table.metric_stages()]
+            inputs += [(f"m_{n}", "Artifact") for n in names]
+            args = [a for n in names for a in ("--stage-metrics", {"concat": [f"{n}=", i(f"m_{n}")]})] + args
+        out[st.name] = Step(st.name, st.module, inputs, outputs, args, **res)
+    return out
 
 
 def build(image: str, num_shards: int = 2, gpu: bool = True, env: dict[str, str] | None = None):
@@ -138,7 +137,8 @@ def build(image: str, num_shards: int = 2, gpu: bool = True, env: dict[str, str]
     from kfp import components, dsl
 
     env = dict(env or {})
-    ops = {k: components.load_component_from_text(_spec(st, image, env)) for k, st in steps(num_shards).items()}
+    table = load_stages()
+    ops = {k: components.load_component_from_text(_spec(st, image, env)) for k, st in steps(num_shards, table).items()}
     configure_op = components.load_component_from_text(yaml.safe_dump({
         "name": "semires configure",
         "inputs": [{"name": "label_ratio", "type": "Float"}, {"name": "strategy", "type": "String"},
@@ -148,11 +148,11 @@ def build(image: str, num_shards: int = 2, gpu: bool = True, env: dict[str, str]
         "implementation": {"container": {
             "image": image,
             "command": ["sh", "-c",
-                        'set -e; python -m components.configure --base params.yaml --out "$0" '
+                        ('set -e; python -m components.configure --base params.yaml --out "$0" '
                         '--set pipeline.label_ratio="$2" --set refine.strategy="$3" --set refine.pwa="$4" '
                         f'--set candidates.num_shards={num_shards} --overrides-json "$5"; '
                         'python -m semires pipeline start-run --params "$0" --name "kfp-$6" '
-                        '--tag semires.kfp_run_id="$6" | tail -n 1 > "$1"',
+                        '--tag semires.kfp_run_id="$6" | tail -n 1 > "$1"'),
                         o("params"), o("run_id"), {"inputValue": "label_ratio"}, {"inputValue": "strategy"},
                         {"inputValue": "pwa"}, {"inputValue": "overrides"}, {"inputValue": "kfp_run"}],
             **({"env": env} if env else {}),
@@ -183,28 +183,30 @@ def build(image: str, num_shards: int = 2, gpu: bool = True, env: dict[str, str]
             conf = configure_op(label_ratio=label_ratio, strategy=strategy, pwa=pwa, overrides=overrides,
                                 kfp_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
             run_id, params = conf.outputs["run_id"], conf.outputs["params"]
-            st = steps(num_shards)
+            st = steps(num_shards, table)
+            made: dict = {}  # stage name -> its task (the list of shard tasks for a sharded stage)
+            producers: dict = {}  # KFP artifact name -> the task that outputs it
 
             def run(key: str, **inputs):
                 return resources(ops[key](parent_run_id=run_id, params=params, **inputs), st[key]).set_display_name(key)
 
-            data = run("data")
-            split = run("split", data=data.outputs["data"])
-            shards = [run(f"candidates_{k}", data=data.outputs["data"]) for k in range(num_shards)]
-            gather = run("candidates_merge", **{f"shard_{k}": t.outputs["shard"] for k, t in enumerate(shards)})
-            teacher = run("burn_in", data=data.outputs["data"], splits=split.outputs["splits"])
-            pseudo = run("pseudo_label", data=data.outputs["data"], splits=split.outputs["splits"],
-                         teacher=teacher.outputs["teacher"])
-            refined = run("refine", data=data.outputs["data"], pseudo=pseudo.outputs["pseudo"],
-                          candidates=gather.outputs["candidates"])
-            student = run("train_student", data=data.outputs["data"], splits=split.outputs["splits"],
-                          teacher=teacher.outputs["teacher"], candidates=gather.outputs["candidates"],
-                          refined=refined.outputs["refined"])
-            evaluation = run("evaluate", data=data.outputs["data"], student=student.outputs["student"])
-            done = {"data": data, "split": split, "candidates": gather, "burn_in": teacher, "pseudo_label": pseudo,
-                    "refine": refined, "train_student": student, "evaluate": evaluation}
-            run("report", data=data.outputs["data"], student=student.outputs["student"],
-                **{f"m_{k}": done[k].outputs["metrics"] for k in REPORTED})
+            def wired(key: str) -> dict:
+                return {n: producers[n].outputs[n] for n, _ in st[key].inputs if n in producers}
+
+            for stage in table.STAGES:
+                if stage.shards:
+                    made[stage.name] = [run(f"{stage.name}_{k}", **wired(f"{stage.name}_{k}"))
+                                        for k in range(num_shards)]
+                    continue
+                extra = {}
+                if stage.joins:
+                    extra |= {f"shard_{k}": t.outputs["shard"] for k, t in enumerate(made[stage.joins])}
+                if stage.collects_metrics:
+                    extra |= {f"m_{s.metrics_name or s.name}": made[s.name].outputs["metrics"]
+                              for s in table.metric_stages()}
+                task = made[stage.name] = run(stage.name, **wired(stage.name), **extra)
+                for name, _ in st[stage.name].outputs:
+                    producers[name] = task
 
     return semires_pipeline
 

@@ -10,8 +10,10 @@ import pytest
 import yaml
 from pipeline_helpers import ROOT, merged_test_params, project_files
 
-STAGES = ["data", "split", "candidates", "candidates_merge", "burn_in", "pseudo_label", "refine", "train_student",
-          "evaluate", "report"]
+from semires.stages import STAGES as TABLE
+from semires.stages import command
+
+STAGES = [st.name for st in TABLE]
 
 
 def _dvc() -> dict:
@@ -42,6 +44,7 @@ def test_test_params_are_valid(tmp_path):
 
 def test_dvc_stages_shards_and_commands():
     dvc = _dvc()
+    assert STAGES[:2] == ["data", "split"] and STAGES[-1] == "report"
     assert list(dvc["stages"]) == STAGES
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     from semires.candidates.store import shard_name
@@ -142,24 +145,29 @@ def _required_options(stage: str) -> set[str]:
     return {o for p in cmd.params if p.required for o in p.opts if o.startswith("--")}
 
 
-def _dag_component_options() -> dict[str, set[str]]:
-    import ast
-
-    out: dict[str, set[str]] = {}
-    for node in ast.walk(ast.parse((ROOT / "dags/semires_pipeline.py").read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "component":
-            stage = node.args[0].value
-            out[stage] = {c.value for c in ast.walk(node.args[1])
-                          if isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value.startswith("--")}
-    return out
+def _dag_component_options(stage: str) -> set[str]:
+    """The options of the DAG task's command (built by dags/semires_tasks.py from the table)."""
+    sys.path.insert(0, str(ROOT / "dags"))
+    try:
+        from semires_tasks import stage_command
+    finally:
+        sys.path.pop(0)
+    ctx = {"project": str(ROOT), "run_dir": "/tmp/run", "params": str(ROOT / "params.yaml"), "dag_run_id": "manual__t",
+           "parent_run_id": "0" * 32}
+    cmd = stage_command(stage, ctx, shard=0)
+    assert "SEMIRES_PARENT_RUN_ID=" + "0" * 32 in cmd and f"-m components.{stage} " in cmd
+    return {a for a in cmd.split() if a.startswith("--")}
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_dag_and_kfp_pass_every_required_option(stage):
     """Airflow and Kubeflow call each component with all its required options (DVC runs them in CI)."""
     required = _required_options(stage)
-    dag = _dag_component_options()
-    assert required <= dag[stage], f"DAG task {stage} lacks {sorted(required - dag[stage])}"
+    dag = _dag_component_options(stage)
+    assert required <= dag, f"DAG task {stage} lacks {sorted(required - dag)}"
+    given = {a for a in command(next(s for s in TABLE if s.name == stage), lambda a, w: a.path, shard=0)
+             if isinstance(a, str) and a.startswith("--")}
+    assert given <= _all_options(stage), f"the table passes {stage} options it lacks: {given - _all_options(stage)}"
     sys.path.insert(0, str(ROOT / "infra" / "kfp"))
     try:
         from pipeline import steps
@@ -168,3 +176,13 @@ def test_dag_and_kfp_pass_every_required_option(stage):
     kfp_stage = "candidates_0" if stage == "candidates" else stage
     given = {a for a in steps(2)[kfp_stage].args if isinstance(a, str) and a.startswith("--")}
     assert required <= given, f"Kubeflow step {stage} lacks {sorted(required - given)}"
+
+
+def _all_options(stage: str) -> set[str]:
+    import importlib
+
+    import typer
+
+    sys.path.insert(0, str(ROOT))
+    cmd = typer.main.get_command(importlib.import_module(f"components.{stage}").APP)
+    return {o for p in cmd.params for o in p.opts if o.startswith("--")}

@@ -46,16 +46,24 @@ def test_stage_tags_carry_commit_hash_and_dag_run(monkeypatch):
     assert len(tags["semires.params_hash"]) == 12 and tags["semires.git_commit"]
 
 
-def test_report_summary_table():
+def test_report_summary_and_scores(tmp_path):
     sys.path.insert(0, str(ROOT))
-    from components.report import summary_markdown
+    from components.report import STAGES, scores, summary_markdown, training_time
 
-    text, head = summary_markdown({"label_ratio": 0.1, "strategy": "iom+pwa"}, {
-        "evaluate": {"val.n": 10, "val.mIoU": 50.0, "val.oIoU": 60.0, "testA.mIoU": 40.0, "testA.oIoU": 45.0},
-        "burn_in": {"val.mIoU": 45.0, "val.oIoU": 55.0}, "refine": {"match_rate": 80.0}})
-    assert "| val | 10 | 50.00 | 60.00 |" in text and "| testA |" in text
-    assert head == {"val.mIoU": 50.0, "val.oIoU": 60.0, "testA.mIoU": 40.0, "testA.oIoU": 45.0,
-                    "gain.val.mIoU": 5.0}
+    m = {"evaluate": {"val.n": 10, "val.mIoU": 50.0, "val.oIoU": 60.0, "testA.mIoU": 40.0, "testA.oIoU": 45.0},
+         "burn_in": {"val.mIoU": 45.0, "val.oIoU": 55.0, "steps": 8},
+         "refine": {"match_rate": 80.0, "delta_mIoU": 2.5, "delta_oIoU": 1.5, "improved": 3}}
+    text = summary_markdown({"label_ratio": 0.1, "strategy": "iom+pwa"}, m)
+    assert "| val | 10 | 50.00 | 60.00 |" in text and "| testA |" in text and "+5.00 mIoU" in text
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student/metrics.json").write_text('{"train_s": 12.5, "steps": 6}')
+    got = scores(m, training_time(tmp_path / "student"), training_time(tmp_path / "missing"))
+    # the compared numbers, student first; counts (n, steps, improved) stay in the stage files
+    assert list(got) == ["student.val.mIoU", "student.val.oIoU", "student.testA.mIoU", "student.testA.oIoU",
+                         "teacher.val.mIoU", "teacher.val.oIoU", "gain.val.mIoU", "gain.val.oIoU",
+                         "pseudo.lift.mIoU", "pseudo.lift.oIoU", "pseudo.match_rate", "time.student_train_s"]
+    assert got["gain.val.mIoU"] == 5.0 and got["pseudo.lift.mIoU"] == 2.5 and got["time.student_train_s"] == 12.5
+    assert STAGES[0] == "data" and "candidates" in STAGES and "evaluate" in STAGES and "report" not in STAGES
 
 
 def test_kill_switch_fires_once(tmp_path):
