@@ -7,7 +7,9 @@ processes whose pid files it wrote.
 
 The MLflow server keeps runs and the model registry in SQLite (``state_dir/mlflow.db``) and stores
 artifacts in ``s3://<bucket>/mlflow`` through its artifact proxy, so clients only need
-``MLFLOW_TRACKING_URI``. DVC pushes to ``s3://<bucket>/dvc`` on the same S3 endpoint.
+``MLFLOW_TRACKING_URI``. It starts without MLflow's job runner (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``;
+export it as ``true`` before ``up`` for GenAI jobs), so it is one web worker and a fraction of the
+memory. DVC pushes to ``s3://<bucket>/dvc`` on the same S3 endpoint.
 
 Credentials come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``) with
 dummy local defaults for moto; they are never written to state files or printed. moto keeps
@@ -36,6 +38,8 @@ DEFAULT_BUCKET = "semires"
 LOCAL_KEY_ID = "semires-local"  # dummy credentials for the local moto server only
 LOCAL_SECRET = "semires-local-secret"
 STARTUP_TIMEOUT_S = 120.0
+# MLflow server setting: its job runner off unless the caller's environment turns it on
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,9 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, bucket: str = DEFAULT_BUCKET,
                "--artifacts-destination", f"s3://{bucket}/mlflow", "--host", "127.0.0.1", "--port", str(ml_port),
                "--workers", "1"]
         ml_env = {**env, "MLFLOW_S3_ENDPOINT_URL": s3_url, "AWS_DEFAULT_REGION": "us-east-1"}
+        # MLflow 3's job runner (huey consumers for GenAI jobs this project never submits) would add
+        # ~8 processes and ~2 GB resident; a user who sets the variable gets their choice
+        ml_env.setdefault(JOB_EXECUTION_ENV, "false")
         ml_pid = _start("mlflow", cmd, state_dir, ml_env, f"{ml_url}/health")
 
     svc = Services(s3_url=s3_url, mlflow_url=ml_url, bucket=bucket, state_dir=state_dir)
@@ -247,6 +254,44 @@ def _stop_pidfile(pid_file: Path, timeout: float = 15.0) -> bool:
         stopped = True
     pid_file.unlink(missing_ok=True)
     return stopped
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux ``/proc``); [] when it is gone."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited while we looked
+        parents[int(stat.parent.name)] = int(fields[1])
+    if pid not in parents:
+        return []
+    tree, todo = [pid], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [c for c, p in parents.items() if p == parent]
+        tree += kids
+        todo += kids
+    return tree
+
+
+def resident_memory(state_dir: str | Path = DEFAULT_STATE_DIR) -> dict[str, tuple[int, float]]:
+    """Each running service's process count and resident memory (MiB, summed over its process tree;
+    pages shared between the processes count once per process)."""
+    out = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name in ("s3", "mlflow"):
+        pids = process_tree(_read_pid(Path(state_dir).resolve() / f"{name}.pid") or -1)
+        rss = 0
+        for pid in pids:
+            try:
+                rss += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            except (OSError, IndexError):
+                pass
+        if pids:
+            out[name] = (len(pids), rss / 2**20)
+    return out
 
 
 def stop(name: str, state_dir: str | Path = DEFAULT_STATE_DIR) -> bool:

@@ -64,7 +64,13 @@ def services(tmp_path_factory, secret):
                "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
                "PYTHONUNBUFFERED": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    svc = svc_mod.up(state, environ=environ)
+    # a busy 2-core machine can take minutes to import MLflow and migrate a fresh database
+    svc_mod.STARTUP_TIMEOUT_S = max(svc_mod.STARTUP_TIMEOUT_S, 600.0)
+    try:
+        svc = svc_mod.up(state, environ=environ)
+    except BaseException:
+        svc_mod.down(state)  # a server that did start must not outlive a failed setup
+        raise
     env = {**environ, **svc.env(), "PATH": f"{Path(sys.executable).parent}:{environ.get('PATH', '')}"}
     yield {"svc": svc, "env": env, "state": state, "environ": environ}
     svc_mod.down(state)

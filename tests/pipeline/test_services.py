@@ -46,3 +46,22 @@ def test_free_port_prefers_the_given_one_when_free():
 
     p = free_port()
     assert free_port(p) == p
+
+
+def test_mlflow_server_runs_without_the_job_runner(services):
+    """MLflow 3's job runner (huey consumers) stays off: one server process and its web worker."""
+    from pathlib import Path
+
+    from pipeline_helpers import ROOT
+
+    from semires.services import process_tree, resident_memory
+
+    pid = int((services["state"] / "mlflow.pid").read_text())
+    cmdlines = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode() for p in process_tree(pid)]
+    # with the runner on, `mlflow.server.jobs` starts huey consumers and a job runner beside the web worker
+    assert cmdlines and not [c for c in cmdlines if "huey" in c or "mlflow.server.jobs" in c], cmdlines
+    n, mib = resident_memory(services["state"])["mlflow"]
+    assert n == len(cmdlines) <= 3
+    out = ROOT / "tests/artifacts/mlflow_memory.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"processes": n, "resident_mib": round(mib, 1), "cmdlines": cmdlines}, indent=1))
