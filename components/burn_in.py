@@ -1,6 +1,6 @@
 """Stage ``burn_in``: the supervised teacher, trained on the labeled part of one label split.
 
-    python -m components.burn_in --index data/index.json --splits data/splits \
+    python -m components.burn_in --index data/index.json --splits data/splits --pretrained models/pretrain \
         --out models/burn_in --metrics metrics/burn_in.json
 
 The split folder is ``<splits>/<ratio_name(pipeline.label_ratio)>`` (:func:`semires.data.splits.ratio_dir`).
@@ -27,6 +27,8 @@ def main(index: Path = _stage.INDEX,
          out: Path = typer.Option(..., help="checkpoint folder to write"),
          metrics: Path = _stage.METRICS,
          curve: Path = _stage.CURVE,
+         pretrained: Path = typer.Option(None, help="pretrain stage folder: its backbone.safetensors starts the "
+                                          "backbone (a folder of a disabled pretrain stage holds none)"),
          params: Path = _stage.PARAMS) -> None:
     from semires.data.splits import ratio_dir
     from semires.models.config import ModelConfig
@@ -37,6 +39,8 @@ def main(index: Path = _stage.INDEX,
     pipe, model, cfg = (_stage.cfg(p, "pipeline", PipelineConfig), _stage.cfg(p, "model", ModelConfig),
                         _stage.cfg(p, "burn_in", BurnInConfig))
     folder = ratio_dir(splits, pipe.label_ratio)
+    if pretrained is not None and (pretrained / "backbone.safetensors").is_file():
+        model = model.model_copy(update={"backbone_weights": str(pretrained / "backbone.safetensors")})
     with _stage.stage("burn_in", p, {"pipeline": pipe, "model": model, "burn_in": cfg}, metrics,
                       library_run=True) as st:
         result = train_supervised(index, resolve_labeled(folder), out, model, cfg, st.tracking,

@@ -48,6 +48,7 @@ def section_models() -> dict[str, type]:
     from semires.checks.config import ChecksConfig
     from semires.config import DataConfig, SplitConfig
     from semires.models.config import ModelConfig
+    from semires.pretrain.config import PretrainConfig
     from semires.pseudo.config import PseudoLabelConfig, RefineStageConfig
     from semires.refine.config import RefineConfig
     from semires.tracking import TrackingConfig
@@ -55,7 +56,8 @@ def section_models() -> dict[str, type]:
     from semires.train.semi_config import SemiConfig
 
     return {"data": DataConfig, "split": SplitConfig, "pipeline": PipelineConfig, "checks": ChecksConfig,
-            "mlflow": TrackingConfig, "candidates": CandidatesConfig, "model": ModelConfig, "burn_in": BurnInConfig,
+            "mlflow": TrackingConfig, "candidates": CandidatesConfig, "model": ModelConfig, "pretrain": PretrainConfig,
+            "burn_in": BurnInConfig,
             "pseudo_label": PseudoLabelConfig, "refine": RefineConfig, "refine_stage": RefineStageConfig,
             "semi": SemiConfig, "evaluate": EvaluateConfig, "report": ReportConfig}
 

@@ -85,3 +85,38 @@ def save_grid(panels: Sequence[tuple[np.ndarray, str]], path: str | Path, ncols:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def save_curves(path: str | Path, left: dict[str, Sequence[Sequence[float]]],
+                right: dict[str, Sequence[Sequence[float]]] | None = None, title: str | None = None) -> Path:
+    """Save training curves as one PNG (atomically): ``left`` series on the left axis (e.g. losses),
+    ``right`` series on a second axis (e.g. a val metric). Each series is ``[[step, value], ...]``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, pts in left.items():
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel(", ".join(left))
+    handles, labels = ax.get_legend_handles_labels()
+    if right:
+        ax2 = ax.twinx()
+        for (name, pts), color in zip(right.items(), ("tab:red", "tab:green", "tab:orange")):
+            if pts:
+                ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name, color=color)
+        ax2.set_ylabel(", ".join(right))
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="center right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)

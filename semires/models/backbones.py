@@ -16,20 +16,41 @@ import itertools
 import torch
 from torch import nn
 
+from semires.errors import SemiresError
 from semires.models.decoder import conv_bn_relu
+
+# metadata "format" of a pretrained-backbone file (semires.pretrain writes it)
+BACKBONE_FORMAT = "semires-backbone-1"
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stochastic depth: zero a residual branch per sample with probability ``p`` (rescaled by 1 / (1 - p)
+    otherwise) while training; the identity in eval mode or with ``p`` 0. x: (B, ...). ``generator``
+    (on x's device) draws the samples kept; None = torch's global generator."""
+    if not training or p <= 0.0:
+        return x
+    keep = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)
+    keep.bernoulli_(1.0 - p, generator=generator)
+    return x * keep.div_(1.0 - p)
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs + identity); (B, C, H, W) -> (B, C, H, W)."""
+    """ResNet basic block (two 3x3 convs + identity); (B, C, H, W) -> (B, C, H, W).
+
+    ``drop_path`` (default 0) drops the residual branch per sample while training (stochastic depth);
+    the SemiRES student sets it as its own noise, the teacher (always in eval mode) never applies it.
+    """
 
     def __init__(self, channels: int):
         super().__init__()
+        self.drop_path = 0.0
+        self.noise_generator: torch.Generator | None = None
         self.body = nn.Sequential(conv_bn_relu(channels, channels),
                                   nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.body(x))
+        return self.act(x + drop_path(self.body(x), self.drop_path, self.training, self.noise_generator))
 
 
 class ConvBackbone(nn.Module):
@@ -60,6 +81,36 @@ class ConvBackbone(nn.Module):
 
     def out_norm(self, i: int, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+def load_backbone_weights(backbone: ConvBackbone, path: str) -> None:
+    """Load a pretrained-backbone file (``backbone.safetensors`` of the ``pretrain`` stage) into
+    ``backbone``; its channels and depths must be the backbone's."""
+    import json
+    from pathlib import Path
+
+    from safetensors import SafetensorError, safe_open
+
+    file = Path(path)
+    if not file.is_file():
+        raise SemiresError("pretrained backbone weights not found", file,
+                           "run the pretrain stage (dvc repro pretrain), or set model.backbone_weights: null")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError) as exc:
+        raise SemiresError(f"not a readable safetensors file ({exc})", file, "rerun the pretrain stage") from exc
+    if meta.get("format") != BACKBONE_FORMAT:
+        raise SemiresError("not a semires pretrained-backbone file", file, "point model.backbone_weights at the "
+                           "pretrain stage's backbone.safetensors")
+    shape = (json.loads(meta.get("channels", "null")), json.loads(meta.get("depths", "null")))
+    depths = [len(s) for s in backbone.stages]
+    if shape != (backbone.channels, depths):
+        raise SemiresError(f"the weights are for channels {shape[0]} and depths {shape[1]}, the model has "
+                           f"{backbone.channels} and {depths}", file,
+                           "pretrain with the model section the burn-in uses (dvc repro pretrain)")
+    backbone.load_state_dict(state, strict=True)
 
 
 class SwinBackbone(nn.Module):

@@ -33,6 +33,10 @@ class ModelConfig(Section):
                               "weights (speed benchmarks only; no weight files are read)")
     # vision backbone
     vision_path: str | None = Field(None, description="lavt_swin: local folder of a transformers Swin model")
+    backbone_weights: str | None = Field(
+        None, description="lavt_tiny: the pretrain stage's backbone.safetensors, loaded into the conv backbone "
+                          "when the model is built for training (it stands in for LAVT's ImageNet weights); None = "
+                          "random initialisation. Saved models carry all weights, so loading one never reads it")
     channels: list[int] = Field([16, 32, 64, 128], description="lavt_tiny: channels of the 4 stages "
                                 "(strides 4, 8, 16, 32)")
     depths: list[int] = Field([1, 2, 2, 1], description="lavt_tiny: residual conv blocks per stage")

@@ -41,6 +41,8 @@ class LAVT(nn.Module):
         super().__init__()
         self.text = text
         self.backbone = backbone
+        self.word_dropout = 0.0  # training-only dropout on the word features (set_noise)
+        self.noise_generator: torch.Generator | None = None
         stages = len(backbone.channels)
         fusion_stages = range(stages) if fusion_stages is None else sorted(set(fusion_stages))
         if not fusion_stages or not all(0 <= s < stages for s in fusion_stages):
@@ -73,6 +75,9 @@ class LAVT(nn.Module):
         if not torch.compiler.is_compiling() and attention_mask.any():
             keep = int(attention_mask.any(dim=0).nonzero().max()) + 1
         words = words[:, :keep].transpose(1, 2).to(images.dtype)        # (B, Cl, L')
+        if self.training and self.word_dropout > 0:
+            kept = torch.rand(words.shape, generator=self.noise_generator, device=words.device) >= self.word_dropout
+            words = words * kept.to(words.dtype) / (1.0 - self.word_dropout)
         word_mask = attention_mask[:, :keep].to(words.dtype)            # (B, L')
         x = self.backbone.embed(images)
         feats, visual = [], []
@@ -97,6 +102,25 @@ class LAVT(nn.Module):
         if self.category_head is None:
             raise ValueError("return_categories needs a model built with categories > 0")
         return logits, self.category_head(visual)
+
+    def set_noise(self, drop_path: float = 0.0, word_dropout: float = 0.0) -> None:
+        """Training-only noise: stochastic depth ``drop_path`` on every residual block of a conv backbone
+        and dropout ``word_dropout`` on the word features. Both are off in eval mode, so an EMA teacher
+        (always in eval mode) never sees them; the SemiRES student sets them as its own noise."""
+        if not (0.0 <= drop_path < 1.0 and 0.0 <= word_dropout < 1.0):
+            raise ValueError(f"drop_path {drop_path} and word_dropout {word_dropout} must be in [0, 1)")
+        self.word_dropout = float(word_dropout)
+        for m in self.backbone.modules():
+            if hasattr(m, "drop_path"):
+                m.drop_path = float(drop_path)
+
+    def seed_noise(self, generator: torch.Generator | None) -> None:
+        """Draw the training noise of the next forward passes from ``generator`` (on the model's device),
+        so that a step's noise follows from its seed and a resumed run repeats it; None = torch's global RNG."""
+        self.noise_generator = generator
+        for m in self.backbone.modules():
+            if hasattr(m, "noise_generator"):
+                m.noise_generator = generator
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The state a checkpoint must carry: everything except a frozen text encoder's weights

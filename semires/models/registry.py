@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from semires.errors import SemiresError
-from semires.models.backbones import ConvBackbone, SwinBackbone
+from semires.models.backbones import ConvBackbone, SwinBackbone, load_backbone_weights
 from semires.models.config import ModelConfig
 from semires.models.lavt import LAVT
 from semires.models.text import TextEncoder, load_text_model
@@ -59,7 +59,10 @@ def _minilm_config():
 @register_model("lavt_tiny")
 def lavt_tiny(cfg: ModelConfig) -> LAVT:
     """CPU default: MiniLM text encoder + :class:`ConvBackbone` trained from scratch."""
-    return _lavt(cfg, _text(cfg, _minilm_config()), ConvBackbone(cfg.channels, cfg.depths), cfg.coord_features)
+    backbone = ConvBackbone(cfg.channels, cfg.depths)
+    if cfg.backbone_weights:
+        load_backbone_weights(backbone, cfg.backbone_weights)
+    return _lavt(cfg, _text(cfg, _minilm_config()), backbone, cfg.coord_features)
 
 
 @register_model("lavt_swin")
@@ -71,6 +74,10 @@ def lavt_swin(cfg: ModelConfig) -> LAVT:
     """
     from transformers import AutoConfig, BertConfig, SwinConfig, SwinModel
 
+    if cfg.backbone_weights:
+        raise SemiresError("model.backbone_weights is for lavt_tiny's conv backbone", cfg.backbone_weights,
+                           "lavt_swin loads its pretrained Swin from model.vision_path: set backbone_weights: null "
+                           "and pretrain.enabled: false")
     if cfg.random_init:
         scfg = (AutoConfig.from_pretrained(cfg.vision_path, local_files_only=True) if cfg.vision_path
                 else SwinConfig())

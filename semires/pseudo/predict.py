@@ -27,3 +27,36 @@ def teacher_predict(model: torch.nn.Module, images: torch.Tensor, input_ids: tor
     model.train(was_training)
     logits = logits.float()
     return foreground_prob(logits), logits.argmax(dim=1).bool()
+
+
+@torch.no_grad()
+def ref_consensus(model: torch.nn.Module, images: torch.Tensor, ref_input_ids: torch.Tensor,
+                  ref_attention_mask: torch.Tensor, ref_valid: torch.Tensor,
+                  dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The teacher on every sentence of each sample's ref, averaged: all of them name one object, so
+    a pseudo-mask the sentences agree on is more often the referred object than one sentence's.
+
+    Args:
+        images: (B, 3, S, S) float32 normalised.
+        ref_input_ids, ref_attention_mask: (B, K, L) int64; ref_valid: (B, K) bool (the first is True).
+    Returns:
+        (prob (B, S, S) float32: the mean foreground probability over the valid sentences,
+         mask (B, S, S) bool: prob > 0.5,
+         agreement (B,) float32 in [0, 1]: the mean IoU between the valid sentences' argmax masks,
+         1 for a ref with one sentence).
+    """
+    b, k, length = ref_input_ids.shape
+    prob, masks = teacher_predict(model, images.repeat_interleave(k, 0), ref_input_ids.reshape(b * k, length),
+                                  ref_attention_mask.reshape(b * k, length), dtype)
+    prob, masks = prob.view(b, k, *prob.shape[1:]), masks.view(b, k, *masks.shape[1:])
+    w = ref_valid.to(prob.dtype)
+    mean = (prob * w[:, :, None, None]).sum(1) / w.sum(1).clamp(min=1)[:, None, None]
+    flat = masks.flatten(2).float()
+    inter = flat @ flat.transpose(1, 2)                                  # (B, K, K)
+    area = flat.sum(2)
+    union = area[:, :, None] + area[:, None, :] - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+    pair = w[:, :, None] * w[:, None, :] * (1 - torch.eye(k, dtype=w.dtype, device=w.device))
+    n_pairs = pair.sum((1, 2))
+    agreement = torch.where(n_pairs > 0, (iou * pair).sum((1, 2)) / n_pairs.clamp(min=1), torch.ones_like(n_pairs))
+    return mean, mean > 0.5, agreement

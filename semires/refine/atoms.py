@@ -156,6 +156,18 @@ class AtomBatch:
             parea.append(hist.sum())
         return torch.cat(inter), self.area, torch.stack(parea)
 
+    def soft_overlap(self, prob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sum of prob_owner(n) over M_n, |M_n|, sum of prob_b)`` as float64 (N,), int64 (N,), float64 (B,);
+        ``prob`` is (B, H, W) float."""
+        inter, total = [], []
+        for a, p in zip(self.items, prob):
+            mass = torch.zeros(a.num_atoms, dtype=torch.float64, device=p.device)
+            mass.index_add_(0, (a.code.flatten() >> 1).long(), p.flatten().double())
+            per = torch.zeros(a.num_candidates, dtype=torch.float64, device=p.device)
+            inter.append(per.index_add_(0, a.pairs[1].long(), mass.index_select(0, a.pairs[0].long())))
+            total.append(mass.sum())
+        return torch.cat(inter), self.area, torch.stack(total)
+
     def union(self, selected: torch.Tensor) -> torch.Tensor:
         """(B, H, W) bool: per sample, the union of its candidates with ``selected`` (N,) True."""
         h, w = self.size

@@ -22,19 +22,22 @@ class RefineConfig(Section):
       - ``"none"``: no matching (plain mean teacher); every sample counts as unmatched.
       - ``"iom"``: IoU-based Optimal Matching, the best-IoU candidate replaces the pseudo-mask.
       - ``"cpi"``: Composite Parts Integration, the union of the covering / contained candidates.
+      - ``"soft_iom"`` (not in SemiRES): the candidate of highest soft IoU with the teacher's probabilities.
     pwa: unmatched samples keep the pseudo-mask with Pixel-Wise Adjustment weights; without it
       they keep it with weight 1 everywhere.
     """
 
     # the choices are the names in semires.refine.strategies (a test keeps the two equal)
-    strategy: Literal["none", "iom", "cpi"] = Field(
-        "iom", description="registered strategy: 'none' (mean teacher), 'iom' or 'cpi'")
+    strategy: Literal["none", "iom", "cpi", "soft_iom"] = Field(
+        "iom", description="registered strategy: 'none' (mean teacher), 'iom', 'cpi' or 'soft_iom' (not in SemiRES)")
     pwa: bool = Field(True, description="Pixel-Wise Adjustment weights for samples nothing matched")
     iom_iou_thresh: float = Field(0.5, ge=0, le=1, description="IOM matches when the best IoU is > this")
     cpi_cover_thresh: float = Field(
         0.7, ge=0, le=1, description="CPI takes a candidate M when |M and P| / |P| > this (M covers P)")
     cpi_inside_thresh: float = Field(
         0.7, ge=0, le=1, description="CPI takes a candidate M when |M and P| / |M| > this (M lies inside P)")
+    soft_iou_thresh: float = Field(0.0, ge=0, le=1, description="soft_iom matches when the best soft IoU is > this "
+                                   "(0: every sample with a candidate)")
     pwa_offset: float = Field(1.3, description="PWA weight w(p) = pwa_offset - N(p; pwa_mu, pwa_var)")
     pwa_mu: float = Field(0.5, description="PWA Gaussian mean, on the teacher's foreground probability")
     pwa_var: float = Field(0.1, gt=0, description="PWA Gaussian variance (not the standard deviation)")

@@ -157,6 +157,26 @@ def cpi(pseudo: torch.Tensor, cands: Candidates, cover_thresh: float = 0.7, insi
     return Match(label=label, matched=matched, score=torch.where(matched, union_iou, best), parts=parts)
 
 
+def soft_iom(prob: torch.Tensor, pseudo: torch.Tensor, cands: Candidates, thresh: float = 0.0) -> Match:
+    """Soft IoU matching (not in SemiRES): the candidate of highest soft IoU with the teacher's
+    probability map, ``sum_M p / (sum p + |M| - sum_M p)``, where that is > ``thresh``.
+
+    The hard IoU of IOM compares a candidate with the thresholded mask, so a teacher that is right
+    about the object but unsure (a fragmented or half-size mask) matches nothing; the soft IoU
+    still ranks the object's candidate first. Shapes as in :func:`iom`; ``prob`` (B, H, W) float.
+    """
+    _check(pseudo, cands)
+    b = pseudo.shape[0]
+    inter, area, total = cands.soft_overlap(prob)
+    soft = inter / (total[cands.owner] + area.double() - inter).clamp_min(1e-12)
+    best, first = _segment_best(soft, cands.owner, b)
+    matched = (first >= 0) & (best > thresh)
+    chosen = torch.zeros(cands.owner.shape[0], dtype=torch.bool, device=pseudo.device)
+    chosen[first[matched]] = True
+    label = _fill_unmatched(cands.union(chosen), pseudo, matched)
+    return Match(label=label, matched=matched, score=best, parts=matched.long())
+
+
 def pwa_weight(prob: torch.Tensor, offset: float = 1.3, mu: float = 0.5, var: float = 0.1,
                out: torch.Tensor | None = None) -> torch.Tensor:
     """Pixel-Wise Adjustment weights ``offset - N(prob; mu, var)``, same shape as ``prob``, float32.

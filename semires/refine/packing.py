@@ -107,6 +107,13 @@ class CandidateBatch:
         """``(|M_n and P_owner(n)|, |M_n|, |P_b|)`` as int64 (N,), (N,), (B,); ``pseudo`` is (B, H, W) bool."""
         return pixel_counts(self.masks, self.owner, pseudo, block_bytes)
 
+    def soft_overlap(self, prob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sum of prob_owner(n) over M_n, |M_n|, sum of prob_b)`` as float64 (N,), int64 (N,), float64 (B,);
+        ``prob`` is (B, H, W) float."""
+        p = prob.double().flatten(1)
+        flat = self.masks.flatten(1)
+        return (flat.double() * p[self.owner]).sum(1), flat.sum(1), p.sum(1)
+
     def union(self, selected: torch.Tensor) -> torch.Tensor:
         """(B, H, W) bool: per sample, the union of its candidates with ``selected`` (N,) True (empty if none).
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from semires.refine.config import RefineConfig
-from semires.refine.core import Candidates, Match, RefineResult, cpi, iom, pwa_weight
+from semires.refine.core import Candidates, Match, RefineResult, cpi, iom, pwa_weight, soft_iom
 from semires.registry import Registry
 
-Matcher = Callable[[torch.Tensor, "Candidates | None", RefineConfig], Match]
+Matcher = Callable[[torch.Tensor, "Candidates | None", RefineConfig, torch.Tensor], Match]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Strategy:
 
     Attributes:
         name: the ``refine.strategy`` value.
-        match: ``match(pseudo (B, H, W) bool, cands or None, cfg) -> Match``.
+        match: ``match(pseudo (B, H, W) bool, cands or None, cfg, prob (B, H, W) float) -> Match``.
         needs_candidates: False only where ``match`` ignores the candidates (then stages open no store).
         description: one line for help texts.
     """
@@ -49,7 +49,7 @@ STRATEGIES: Registry[Strategy] = Registry("refinement strategy", "refine.strateg
 
 
 def register_strategy(name: str, needs_candidates: bool = True, description: str = ""):
-    """Decorator registering ``match(pseudo, cands, cfg) -> Match`` as strategy ``name``."""
+    """Decorator registering ``match(pseudo, cands, cfg, prob) -> Match`` as strategy ``name``."""
 
     def deco(fn: Matcher) -> Matcher:
         STRATEGIES.add(name, Strategy(name, fn, needs_candidates, description))
@@ -59,7 +59,7 @@ def register_strategy(name: str, needs_candidates: bool = True, description: str
 
 
 def available_strategies() -> list[str]:
-    """Registered strategy names, in registration order (``none``, ``iom``, ``cpi``)."""
+    """Registered strategy names, in registration order (``none``, ``iom``, ``cpi``, ``soft_iom``)."""
     return STRATEGIES.names()
 
 
@@ -75,7 +75,7 @@ def needs_candidates(name: str) -> bool:
 
 
 @register_strategy("none", needs_candidates=False, description="no matching (plain mean teacher)")
-def _none(pseudo: torch.Tensor, cands: Candidates | None, cfg: RefineConfig) -> Match:
+def _none(pseudo: torch.Tensor, cands: Candidates | None, cfg: RefineConfig, prob: torch.Tensor) -> Match:
     b, dev = pseudo.shape[0], pseudo.device
     return Match(label=pseudo.clone(), matched=torch.zeros(b, dtype=torch.bool, device=dev),
                  score=torch.zeros(b, dtype=torch.float64, device=dev), parts=torch.zeros(b, dtype=torch.int64,
@@ -83,13 +83,19 @@ def _none(pseudo: torch.Tensor, cands: Candidates | None, cfg: RefineConfig) -> 
 
 
 @register_strategy("iom", description="IoU-based Optimal Matching: the best-IoU candidate")
-def _iom(pseudo: torch.Tensor, cands: Candidates, cfg: RefineConfig) -> Match:
+def _iom(pseudo: torch.Tensor, cands: Candidates, cfg: RefineConfig, prob: torch.Tensor) -> Match:
     return iom(pseudo, cands, cfg.iom_iou_thresh)
 
 
 @register_strategy("cpi", description="Composite Parts Integration: the union of covering / contained candidates")
-def _cpi(pseudo: torch.Tensor, cands: Candidates, cfg: RefineConfig) -> Match:
+def _cpi(pseudo: torch.Tensor, cands: Candidates, cfg: RefineConfig, prob: torch.Tensor) -> Match:
     return cpi(pseudo, cands, cfg.cpi_cover_thresh, cfg.cpi_inside_thresh)
+
+
+@register_strategy("soft_iom", description="the candidate of highest soft IoU with the teacher's probabilities "
+                   "(not in SemiRES)")
+def _soft_iom(pseudo: torch.Tensor, cands: Candidates, cfg: RefineConfig, prob: torch.Tensor) -> Match:
+    return soft_iom(prob, pseudo, cands, cfg.soft_iou_thresh)
 
 
 def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: Candidates | None,
@@ -114,7 +120,7 @@ def refine(pseudo: torch.Tensor, prob: torch.Tensor, cands: Candidates | None,
         raise ValueError(f"prob {tuple(prob.shape)} and pseudo {tuple(pseudo.shape)} differ in shape")
     if cands is None and strategy.needs_candidates:
         raise ValueError(f"strategy {cfg.strategy!r} needs candidates")
-    m = strategy.match(pseudo, cands, cfg)
+    m = strategy.match(pseudo, cands, cfg, prob)
     weight = torch.empty(pseudo.shape, dtype=torch.float32, device=pseudo.device)
     pwa = (~m.matched).tolist() if cfg.pwa else [False] * pseudo.shape[0]
     for i, adjust in enumerate(pwa):  # per sample, written in place: no (B, H, W) temporaries

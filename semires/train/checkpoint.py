@@ -191,6 +191,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     state, cfg, info = read_model_file(path)
     if overrides:
         cfg = ModelConfig.model_validate({**cfg.model_dump(), **overrides})
-    model = build_model(cfg)
+    # the file holds every weight: a pretrained backbone it started from is not read again
+    model = build_model(cfg.model_copy(update={"backbone_weights": None}))
     load_model_state(model, state, path)
     return model.to(device).eval(), cfg, info

@@ -79,7 +79,8 @@ def _binary_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: Sequ
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: Sequence[float] = (0.9, 1.1),
-                      pixel_weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+                      pixel_weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX,
+                      dice_weight: float = 0.0) -> torch.Tensor:
     """Class-weighted pixel cross-entropy (LAVT: weights [0.9, 1.1] for background, object).
 
     Args:
@@ -90,8 +91,10 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, class_weights:
     Returns:
         scalar: ``sum(w_c[t] * w_p * ce) / sum(w_c[t])`` over labelled pixels; without ``pixel_weight``
         this equals ``F.cross_entropy(..., weight=class_weights)``. 0 when no pixel is labelled.
+        ``dice_weight`` > 0 adds that times :func:`dice_loss` (not pixel-weighted).
     """
-    return _binary_loss(logits, target, class_weights, pixel_weight, ignore_index=ignore_index)
+    return _binary_loss(logits, target, class_weights, pixel_weight, dice_weight=dice_weight,
+                        ignore_index=ignore_index)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,

@@ -8,7 +8,8 @@ Each step takes equal labeled and unlabeled batches (the labeled stream wraps ar
    :mod:`semires.refine`). self_training mode: the targets stored by the ``refine`` stage;
 3. the student predicts the labeled images and the strong views in one forward pass;
 4. loss = sup_weight * CE(labeled) + unsup_lambda * L_unsup, where L_unsup is class-weighted CE on
-   matched samples and PWA-weighted CE on unmatched ones, averaged when both occur;
+   matched samples and PWA-weighted CE on unmatched ones, averaged when both occur (optional Dice terms
+   on either); the student alone carries noise (stochastic depth, word dropout);
 5. optimizer step, poly LR, then the EMA update of the teacher (every floating weight, text too
    when it is trained).
 
@@ -36,7 +37,7 @@ from semires.errors import DataError, SemiresError
 from semires.eval.evaluate import draw_predictions, evaluate_model
 from semires.eval.metrics import intersection_union
 from semires.models import load_tokenizer
-from semires.pseudo.predict import teacher_predict
+from semires.pseudo.predict import ref_consensus, teacher_predict
 from semires.refine import CandidateSource, RefineConfig, refine
 from semires.refine.atoms import pack_for_device
 from semires.tracking import Tracker, TrackingConfig
@@ -59,7 +60,7 @@ RESUME_FREE = {"num_workers", "threads", "log_every", "eval_batch_size", "device
 
 
 def unsup_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, matched: torch.Tensor,
-               class_weights: Sequence[float]) -> torch.Tensor:
+               class_weights: Sequence[float], dice_weight: float = 0.0) -> torch.Tensor:
     """L_unsup of SemiRES.
 
     Args:
@@ -67,19 +68,33 @@ def unsup_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor |
         label: (B, S, S) bool/int refined labels.
         weight: (B, S, S) float PWA weights, or None for unweighted CE on unmatched samples.
         matched: (B,) bool.
+        dice_weight: a soft Dice term added to each group's CE (0 = the paper).
     Returns:
         scalar: mean over the groups present of [class-weighted CE on matched samples,
-        (PWA-weighted) class-weighted CE on unmatched samples].
+        (PWA-weighted) class-weighted CE on unmatched samples] (+ ``dice_weight`` x Dice).
     """
     label = label.long()
     terms = []
     if bool(matched.any()):
-        terms.append(segmentation_loss(logits[matched], label[matched], class_weights))
+        terms.append(segmentation_loss(logits[matched], label[matched], class_weights, dice_weight=dice_weight))
     um = ~matched
     if bool(um.any()):
         terms.append(segmentation_loss(logits[um], label[um], class_weights,
-                                       pixel_weight=None if weight is None else weight[um]))
+                                       pixel_weight=None if weight is None else weight[um], dice_weight=dice_weight))
     return torch.stack(terms).mean()
+
+
+def burn_in_lr(burn_in: Path, info: dict) -> float:
+    """The burn-in's peak learning rate: recorded in its model file, else in its folder's config.json."""
+    if info.get("lr") is not None:
+        return float(info["lr"])
+    cfg_path = burn_in.parent / "config.json"
+    if cfg_path.is_file():
+        lr = io.read_json(cfg_path).get("burn_in", {}).get("lr")
+        if lr is not None:
+            return float(lr)
+    raise SemiresError("the burn-in model does not say its learning rate", burn_in,
+                       "set semi.lr explicitly, or retrain the burn-in with this version")
 
 
 def confident(prob: torch.Tensor, pseudo: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -189,18 +204,28 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
     for name, ds in (("labeled", lab_ds), ("unlabeled", unl_base), (cfg.val_split, val_ds)):
         if len(ds) == 0:
             raise DataError(f"no {name} expressions", index.path, "check the split folder belongs to this index")
+    if cfg.ref_consensus and not online:
+        raise SemiresError("semi.ref_consensus averages the online teacher over a ref's sentences", None,
+                           "set semi.ref_consensus: false for self_training, or use semi.mode: online")
     unl_ds = UnlabeledDataset(unl_base, candidates if online and refine_cfg.strategy != "none" else None,
-                              None if online else str(refined_dir))
+                              None if online else str(refined_dir),
+                              ref_sentences=cfg.ref_sentences if cfg.ref_consensus else 0)
     if not online:
         refine_cfg = unl_ds.refine_cfg  # stored targets: the settings that made them, whatever params say now
     warm_text_cache(student, lab_ds, unl_base, val_ds, dtype=dtype)
     pair = MeanTeacher(student.train())
-    optimizer = build_optimizer(student, cfg.lr, cfg.weight_decay, cfg.betas)
+    if hasattr(student, "set_noise"):  # after the teacher's copy: the noise is the student's alone
+        student.set_noise(cfg.student_drop_path, cfg.student_word_dropout)
     total = cfg.steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * len(unl_ds) / cfg.unlabeled_batch))
+    effective = {"lr": burn_in_lr(burn_in, info) if cfg.lr is None else cfg.lr,
+                 "sup_weight": cfg.sup_weight_for(refine_cfg.strategy), "ema_momentum": cfg.momentum_for(total),
+                 "steps": total}
+    optimizer = build_optimizer(student, effective["lr"], cfg.weight_decay, cfg.betas)
     scheduler = build_scheduler(optimizer, total, cfg.poly_power, cfg.warmup_steps)
     sources = {"candidates": None if candidates is None else str(getattr(candidates, "dir", type(candidates).__name__)),
                "refined": None if refined_dir is None else str(refined_dir)}
     resolved = _resolved(model_cfg, cfg, refine_cfg, index, labeled, unlabeled, burn_in, sources)
+    resolved["effective"] = effective
 
     last = out_dir / "last.pt"
     state = {"best": None, "best_step": None, "history": [], "run_id": None, "train_s": 0.0}
@@ -234,8 +259,8 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
             bar = tqdm(zip(*loaders), total=stop - step, desc=f"semi {step}/{total}", disable=not progress,
                        unit="step", leave=False)
             for lab, unl in bar:
-                parts = _step(pair, optimizer, scheduler, lab, unl, cfg, refine_cfg, online, size, device, dtype,
-                              step, last)
+                parts = _step(pair, optimizer, scheduler, lab, unl, cfg, effective, refine_cfg, online, size, device,
+                              dtype, step, last)
                 step += 1
                 for k, v in parts.items():
                     window.setdefault(k, []).append(v)
@@ -245,6 +270,8 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
                     bar.set_postfix(loss=f"{means['loss']:.4f}")
                     trk.log_metrics({f"train.{k}": v for k, v in means.items()}
                                     | {"train.lr": scheduler.get_last_lr()[0]}, step=step)
+                    state.setdefault("train_log", []).append({"step": step, **{k: round(v, 5) for k, v in
+                                                                              means.items()}})
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < stop:
                     checkpoint()
                 if step_hook is not None:
@@ -267,21 +294,30 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
     return result
 
 
-def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: SemiConfig, refine_cfg: RefineConfig,
-          online: bool, size: int, device, dtype, step: int, last: Path) -> dict[str, float]:
+def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: SemiConfig, effective: dict,
+          refine_cfg: RefineConfig, online: bool, size: int, device, dtype, step: int,
+          last: Path) -> dict[str, float]:
     gen = step_generator(cfg.seed, step)
     raw = unl["raw"].to(device).float().div_(255.0)
-    weak = weak_view(raw, gen, cfg.blur_p, cfg.blur_sigma)
+    weak = weak_view(raw, gen, cfg.blur_p, (cfg.blur_sigma[0] * size, cfg.blur_sigma[1] * size))
     strong = strong_view(weak, gen, cfg.jitter_p, cfg.jitter_brightness, cfg.jitter_contrast, cfg.jitter_saturation,
                          cfg.jitter_hue)
     ids_u, mask_u = unl["input_ids"].to(device), unl["attention_mask"].to(device)
     truth = unl["truth"].to(device)
+    agreement = None
     if online:
-        prob, pseudo = teacher_predict(pair.teacher, normalize_batch(weak), ids_u, mask_u, dtype)
+        if cfg.ref_consensus:
+            prob, pseudo, agreement = ref_consensus(pair.teacher, normalize_batch(weak), unl["ref_input_ids"].to(device),
+                                                    unl["ref_attention_mask"].to(device), unl["ref_valid"].to(device),
+                                                    dtype)
+        else:
+            prob, pseudo = teacher_predict(pair.teacher, normalize_batch(weak), ids_u, mask_u, dtype)
         cands = pack_for_device(unl["candidates"], device) if "candidates" in unl else None
         res = refine(pseudo, prob, cands, refine_cfg)
         label, weight, matched = res.label, res.weight, res.matched
         keep = confident(prob, pseudo, cfg.min_confidence)
+        if agreement is not None:
+            keep &= agreement >= cfg.min_agreement
     else:
         pseudo = None
         label, weight, matched = unl["label"].to(device).bool(), unl["weight"].to(device), unl["matched"].to(device)
@@ -290,32 +326,56 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
     images = torch.cat([lab["image"].to(device), normalize_batch(strong)])
     ids = torch.cat([lab["input_ids"].to(device), ids_u])
     att = torch.cat([lab["attention_mask"].to(device), mask_u])
+    if hasattr(pair.student, "seed_noise"):  # the student's noise follows from (seed, step), like the views
+        pair.student.seed_noise(torch.Generator(device=device).manual_seed(
+            int(torch.randint(0, 2**62, (1,), generator=gen))))
     with autocast(device, dtype):
         logits = pair.student(images, ids, att)
     l_sup = supervised_loss(logits[:b], lab["mask"].to(device), cfg.class_weights, cfg.dice_weight)
     if bool(keep.any()):
         l_unsup = unsup_loss(logits[b:][keep], label[keep], weight[keep] if refine_cfg.pwa else None, matched[keep],
-                             cfg.unsup_class_weights)
+                             cfg.unsup_class_weights, cfg.unsup_dice_weight)
     else:  # no confident sample: a zero that keeps the graph (and DDP's gradient buckets) whole
         l_unsup = logits[b:].float().sum() * 0.0
-    loss = cfg.sup_weight * l_sup + cfg.unsup_lambda * l_unsup
+    loss = effective["sup_weight"] * l_sup + cfg.unsup_lambda * l_unsup
     check_finite(loss, step + 1, last if last.is_file() else None)
     optimizer.zero_grad(set_to_none=True)
+    shares = (gradient_share(pair.student, effective["sup_weight"] * l_sup, cfg.unsup_lambda * l_unsup)
+              if (step + 1) % cfg.log_every == 0 else {})
     loss.backward()
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(pair.student.parameters(), cfg.grad_clip)
     optimizer.step()
     scheduler.step()
-    pair.update_teacher(cfg.ema_momentum)
+    pair.update_teacher(effective["ema_momentum"])
     parts = {"loss": float(loss.detach()), "loss_sup": float(l_sup.detach()), "loss_unsup": float(l_unsup.detach()),
-             "match_rate": float(matched.float().mean()), "kept_rate": float(keep.float().mean())}
+             "match_rate": float(matched.float().mean()), "kept_rate": float(keep.float().mean()), **shares}
+    if agreement is not None:
+        parts["ref_agreement"] = float(agreement.mean())
     # pseudo-label quality against the truth: logged to watch the teacher, never trained on
     i_a, u_a = intersection_union(label, truth)
     parts["pseudo_iou_refined"] = float((i_a / u_a.clip(min=1)).mean())
     if pseudo is not None:
         i_b, u_b = intersection_union(pseudo, truth)
-        parts["pseudo_iou_teacher"] = float((i_b / u_b.clip(min=1)).mean())
+        iou_b = i_b / u_b.clip(min=1)
+        parts["pseudo_iou_teacher"] = float(iou_b.mean())
+        parts["pseudo_on_target"] = float((iou_b >= 0.5).mean())
     return parts
+
+
+def gradient_share(model: torch.nn.Module, sup: torch.Tensor, unsup: torch.Tensor) -> dict[str, float]:
+    """How much of the update the unlabeled term drives: the L2 norms of the gradients of the weighted
+    supervised and unsupervised losses over the trainable parameters, ``grad_share_unsup`` =
+    |g_unsup| / (|g_sup| + |g_unsup|), and their cosine. Costs two extra backward passes (logged steps only)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_s = torch.autograd.grad(sup, params, retain_graph=True, allow_unused=True)
+    g_u = torch.autograd.grad(unsup, params, retain_graph=True, allow_unused=True)
+    flat_s = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float() for g, p in zip(g_s, params)])
+    flat_u = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float() for g, p in zip(g_u, params)])
+    n_s, n_u = float(flat_s.norm()), float(flat_u.norm())
+    cos = float(flat_s @ flat_u) / max(n_s * n_u, 1e-30)
+    return {"grad_norm_sup": n_s, "grad_norm_unsup": n_u, "grad_share_unsup": n_u / max(n_s + n_u, 1e-30),
+            "grad_cosine": cos}
 
 
 def _evaluate(teacher, val_ds, cfg: SemiConfig, device, dtype, progress: bool, state: dict, step: int, out_dir: Path,
@@ -333,7 +393,7 @@ def _evaluate(teacher, val_ds, cfg: SemiConfig, device, dtype, progress: bool, s
 
 def _finish(state: dict, cfg: SemiConfig, total: int, n_lab: int, n_unl: int, n_val: int, t_start: float,
             out_dir: Path) -> dict:
-    result = {"best_step": state["best_step"], "best": state["best"],
+    result = {"best_step": state["best_step"], "best": state["best"], "train_log": state.get("train_log", []),
               "last": state["history"][-1] if state["history"] else None, "history": state["history"],
               "steps": total, "mode": cfg.mode, "labeled_expressions": n_lab, "unlabeled_expressions": n_unl,
               "val_expressions": n_val, "train_s": round(state["train_s"], 2),

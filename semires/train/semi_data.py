@@ -11,6 +11,8 @@ Item ``i`` of :class:`UnlabeledDataset` is a dict:
   with a candidate source); atoms are built once per image and cached (about H x W x 4 bytes each,
   instead of K x H x W for the dense stack)
 - ``label``: (S, S) int64 and ``weight``: (S, S) float32, ``matched``: bool (self-training mode)
+- ``ref_input_ids``, ``ref_attention_mask``: (K, L) int64 and ``ref_valid``: (K,) bool, the sentences of the
+  item's ref (``ref_sentences`` > 0, for ``semi.ref_consensus``)
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ class UnlabeledDataset(Dataset):
     """Wraps an :class:`ExpressionDataset` of unlabeled expressions (see module docstring)."""
 
     def __init__(self, base: ExpressionDataset, candidates: CandidateSource | None = None,
-                 refined_dir: str | None = None, cache_candidates: int = 2048):
+                 refined_dir: str | None = None, cache_candidates: int = 2048, ref_sentences: int = 0):
         self.base = base
+        # ref_sentences > 0: each item also carries the tokens of up to that many sentences of its ref
+        # (itself first), for a teacher that predicts on all of them (semi.ref_consensus)
+        self.ref_sentences = int(ref_sentences)
+        self._ref_rows: dict[int, list[int]] = {}
+        if self.ref_sentences:
+            for row, e in enumerate(base.expressions):
+                self._ref_rows.setdefault(e.ref_id, []).append(row)
         self.candidates = candidates
         self._cands: OrderedDict[int, AtomCandidates] = OrderedDict()
         self._cache_size = cache_candidates
@@ -79,6 +88,8 @@ class UnlabeledDataset(Dataset):
                 "input_ids": self.base.input_ids[i], "attention_mask": self.base.attention_mask[i],
                 "index": torch.tensor(i), "ref_id": torch.tensor(e.ref_id), "sent_id": torch.tensor(e.sent_id),
                 "image_id": torch.tensor(e.image_id), "truth": torch.from_numpy(self.base.target(e.ann_id))}
+        if self.ref_sentences:
+            item.update(self._ref_tokens(i, e.ref_id))
         if self.candidates is not None:
             item["candidates"] = self._candidates(e.image_id)
         if self.refined is not None:
@@ -87,6 +98,17 @@ class UnlabeledDataset(Dataset):
             item.update(label=torch.from_numpy(t.label.astype(np.int64)), weight=torch.from_numpy(t.weight),
                         matched=torch.tensor(t.matched))
         return item
+
+
+    def _ref_tokens(self, row: int, ref_id: int) -> dict:
+        """``ref_input_ids`` / ``ref_attention_mask`` (K, L): the ref's sentences, this one first, padded
+        with it to K = ``ref_sentences``; ``ref_valid`` (K,) bool marks the distinct ones."""
+        rows = [row] + [r for r in self._ref_rows[ref_id] if r != row][: self.ref_sentences - 1]
+        valid = torch.zeros(self.ref_sentences, dtype=torch.bool)
+        valid[: len(rows)] = True
+        rows = rows + [row] * (self.ref_sentences - len(rows))
+        return {"ref_input_ids": self.base.input_ids[rows], "ref_attention_mask": self.base.attention_mask[rows],
+                "ref_valid": valid}
 
 
 def collate_unlabeled(items: list[dict]) -> dict:

@@ -266,7 +266,7 @@ def _evaluate_epoch(model, val_ds, cfg: BurnInConfig, device, dtype, progress: b
         if is_main:
             save_model(out_dir / "best.safetensors", model, model_cfg,
                        {"image_size": cfg.image_size, "epoch": epoch, "step": step, "val_split": cfg.val_split,
-                        "val": m})
+                        "val": m, "lr": cfg.lr})
 
 
 def _finish(model, model_cfg: ModelConfig, cfg: BurnInConfig, state: dict, out_dir: Path, total: int, spe: int,

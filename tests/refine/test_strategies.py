@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_config_choices_are_the_registered_strategies():
     choices = typing.get_args(RefineConfig.model_fields["strategy"].annotation)
-    assert list(choices) == available_strategies() == ["none", "iom", "cpi"]
+    assert list(choices) == available_strategies() == ["none", "iom", "cpi", "soft_iom"]
     assert [s for s in available_strategies() if not needs_candidates(s)] == ["none"]
 
 
@@ -61,7 +61,7 @@ def test_a_new_strategy_is_one_entry():
     """Registering a matcher is all refine() needs; the config's choices then need the name too."""
 
     @register_strategy("everything_test", needs_candidates=False, description="the whole image")
-    def _everything(pseudo, cands, cfg):
+    def _everything(pseudo, cands, cfg, prob):
         from semires.refine.core import Match
 
         b = pseudo.shape[0]
@@ -93,8 +93,37 @@ def test_strategies_match_the_building_blocks():
     cands = CandidateBatch.from_list([m])
     for name, want in (("iom", iom(p, cands, 0.3)), ("cpi", cpi(p, cands, 0.6, 0.6))):
         cfg = RefineConfig(strategy=name, iom_iou_thresh=0.3, cpi_cover_thresh=0.6, cpi_inside_thresh=0.6)
-        got = get_strategy(name).match(p, cands, cfg)
+        got = get_strategy(name).match(p, cands, cfg, p.float())
         assert torch.equal(got.label, want.label) and torch.equal(got.matched, want.matched)
         assert torch.equal(got.score, want.score) and torch.equal(got.parts, want.parts)
     with pytest.raises(ValueError, match="needs candidates"):
         refine(p, p.float(), None, RefineConfig(strategy="cpi"))
+
+
+def test_soft_iom_takes_the_object_an_unsure_teacher_points_at():
+
+    from semires.refine import RefineConfig
+    from semires.refine.atoms import AtomBatch, AtomCandidates
+    from semires.refine.packing import CandidateBatch
+    from semires.refine.strategies import refine
+
+    h = w = 16
+    obj = torch.zeros(h, w, dtype=torch.bool)
+    obj[2:10, 2:10] = True                      # the object (64 px)
+    other = torch.zeros(h, w, dtype=torch.bool)
+    other[12:16, 12:16] = True                  # another object
+    prob = torch.zeros(1, h, w)
+    prob[0][obj] = 0.45                         # unsure about the object: below 0.5 everywhere ...
+    prob[0, 2:5, 2:5] = 0.9                     # ... but for a corner of it
+    pseudo = prob > 0.5                          # hard mask: 9 px, IoU 9 / 64 with the object
+    stack = torch.stack([other, obj])
+    for cands in (AtomBatch.from_list([AtomCandidates.from_masks(stack)]),
+                  CandidateBatch.from_list([stack], size=(h, w))):
+        hard = refine(pseudo, prob, cands, RefineConfig(strategy="iom", pwa=False))
+        soft = refine(pseudo, prob, cands, RefineConfig(strategy="soft_iom", pwa=False))
+        assert not bool(hard.matched[0]) and torch.equal(hard.label[0], pseudo[0])
+        assert bool(soft.matched[0]) and torch.equal(soft.label[0], obj)
+        expected = float(prob[0][obj].sum()) / float(prob[0].sum() + 64 - prob[0][obj].sum())
+        assert float(soft.score[0]) == pytest.approx(expected)
+        high = refine(pseudo, prob, cands, RefineConfig(strategy="soft_iom", pwa=False, soft_iou_thresh=0.99))
+        assert not bool(high.matched[0])

@@ -1,0 +1,442 @@
+"""SemiRES' gain at the paper's label budget on RefShapes: does the student beat supervised-only?
+
+The headline budget is RefCOCO's 1 % in absolute terms: the ``headline`` RefShapes preset labels 4 %
+of its 4,250 train images, 170 images with about 1,200 expressions (RefCOCO 1 %: 169 images, 1,222
+expressions); the other 4,080 train images are the unlabeled pool. Every arm starts from the
+backbone that the ``pretrain`` stage trains on a disjoint generated pool (the stand-in for ImageNet
+weights), except ``burn_in_scratch``, which measures what the pretraining buys.
+
+Arms (per label-split seed; ``--arms`` picks, each run folder is resumable and keyed by its settings):
+
+  burn_in_scratch   supervised on the labeled part, backbone from scratch (the old baseline)
+  burn_in           supervised on the labeled part from the pretrained backbone: the paper's baseline
+                    and the start of every semi-supervised run (B steps)
+  supervised_long   supervised, pretrained backbone, B + S steps: as many optimizer steps as burn-in
+                    plus the semi-supervised run, so that no gain can come from training longer
+  mt, iom, cpi, iom+pwa, cpi+pwa
+                    SemiRES online mean teacher from ``burn_in`` for S steps, refined with the
+                    embedded candidate generator (the variant names of ``ablation_bench``)
+  iom+pwa+conf      IOM+PWA training only on pseudo-labels the teacher is confident of (``semi.min_confidence``)
+  ref+soft          beyond the paper: the teacher reads every sentence of the ref and its mean probability
+                    picks the candidate of highest soft IoU (``semi.ref_consensus``, ``refine.strategy:
+                    soft_iom``), against pseudo-masks on the wrong object
+
+Each run is scored on every expression of val, testA and testB. ``--quality`` also scores the
+burn-in teachers' pseudo-labels on part of the unlabeled pool (on-target share, IOM / CPI lift).
+``--report`` writes ``results/gain_bench.json`` from every finished run (mean and spread over seeds).
+
+    python benchmarks/gain_bench.py --arms burn_in_scratch,burn_in --seeds 0     # one process per core
+    python benchmarks/gain_bench.py --arms mt --seeds 0,1,2
+    python benchmarks/gain_bench.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from semires import io
+from semires.data.index import RefIndex
+from semires.data.splits import load_split, make_splits, ratio_name
+from semires.data.synthetic import META, prepare
+from semires.eval.evaluate import evaluate_checkpoint
+from semires.hardware import cpu_amp, describe
+from semires.models import ModelConfig
+from semires.pretrain.config import PretrainConfig
+from semires.refine import RefineConfig
+from semires.runs import params_hash
+from semires.tracking import Tracker, TrackingConfig
+from semires.train.config import BurnInConfig
+from semires.train.semi_config import SemiConfig
+
+SPLITS = ("val", "testA", "testB")
+SEMI_ARMS: dict[str, tuple[RefineConfig, dict]] = {
+    "mt": (RefineConfig(strategy="none", pwa=False), {}),
+    "iom": (RefineConfig(strategy="iom", pwa=False), {}),
+    "cpi": (RefineConfig(strategy="cpi", pwa=False), {}),
+    "iom+pwa": (RefineConfig(strategy="iom", pwa=True), {}),
+    "cpi+pwa": (RefineConfig(strategy="cpi", pwa=True), {}),
+    "iom+pwa+conf": (RefineConfig(strategy="iom", pwa=True), {"min_confidence": 0.85}),
+    "ref+soft": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True}),
+    # loss balance screens: the supervised weight of CPI's script (1) and Dice on both terms
+    "iom+pwa/w1": (RefineConfig(strategy="iom", pwa=True), {"sup_weight": 1.0}),
+    "iom+pwa/dice": (RefineConfig(strategy="iom", pwa=True), {"dice_weight": 1.0, "unsup_dice_weight": 1.0}),
+    "ref+soft/w1": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True, "sup_weight": 1.0}),
+    "ref+soft/dice": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True, "dice_weight": 1.0,
+                                                                  "unsup_dice_weight": 1.0}),
+    "mt/w1": (RefineConfig(strategy="none", pwa=False), {"sup_weight": 1.0}),
+}
+SUPERVISED_ARMS = ("burn_in_scratch", "burn_in", "supervised_long")
+LABELS = {"burn_in_scratch": "supervised only, backbone from scratch", "burn_in": "supervised only (burn-in)",
+          "supervised_long": "supervised only, step-matched", "mt": "mean teacher", "iom": "+IOM", "cpi": "+CPI",
+          "iom+pwa": "+IOM+PWA", "cpi+pwa": "+CPI+PWA", "iom+pwa+conf": "+IOM+PWA, confident pseudo-labels",
+          "ref+soft": "ref consensus + soft IoU matching (beyond the paper)",
+          "iom+pwa/w1": "+IOM+PWA, supervised weight 1", "iom+pwa/dice": "+IOM+PWA, Dice on both terms",
+          "ref+soft/w1": "ref consensus + soft IoU, supervised weight 1",
+          "ref+soft/dice": "ref consensus + soft IoU, Dice on both terms", "mt/w1": "mean teacher, supervised weight 1"}
+
+BUDGETS: dict[str, dict] = {
+    "smoke": {"preset": "tiny", "ratio": 0.25, "model": {"channels": [8, 16, 16, 16], "depths": [1, 1, 1, 1],
+                                                          "decoder_channels": 8},
+              "pretrain": {"preset": "tiny", "num_images": 24, "val_images": 4, "steps": 6, "batch_size": 4,
+                           "image_size": 32, "eval_every": 3},
+              "burn_in": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4, "image_size": 32, "warmup_steps": 0},
+              "semi": {"steps": 6, "batch_size": 2, "eval_every": 3}, "quality_images": 4},
+    "cpu": {"preset": "headline", "ratio": 0.04, "model": {},
+            "pretrain": {"num_images": 3000, "steps": 2000, "batch_size": 32, "image_size": 64},
+            "burn_in": {"epochs": 6, "steps_per_epoch": 100, "batch_size": 16, "image_size": 64, "lr": 2e-3,
+                        "val_max_expressions": 500, "warmup_steps": 50},
+            "semi": {"steps": 6000, "batch_size": 8, "eval_every": 1000, "val_max_expressions": 500},
+            "quality_images": 600},
+}
+
+
+def burn_steps(budget: dict) -> int:
+    return budget["burn_in"]["epochs"] * budget["burn_in"]["steps_per_epoch"]
+
+
+def _mean(xs):
+    return float(statistics.fmean(xs)) if xs else float("nan")
+
+
+def _std(xs):
+    return float(statistics.stdev(xs)) if len(xs) > 1 else 0.0
+
+
+class Bench:
+    """The work folder of one budget: data, pretrained backbone, splits and run folders."""
+
+    def __init__(self, work: Path, budget_name: str, threads: int, mlflow_uri: str | None,
+                 ratio: float | None = None):
+        self.budget_name, self.budget = budget_name, BUDGETS[budget_name]
+        # another label ratio than the budget's headline one: its runs go to runs/<ratio>_s<seed>
+        self.ratio = self.budget["ratio"] if ratio is None else ratio
+        self.work = work / budget_name
+        self.threads = threads
+        # the data is drawn once per work folder: later runs of the bench keep measuring the same images
+        index_path = self.work / "index.json"
+        if not index_path.is_file():
+            prepare(self.work, self.budget["preset"], progress=True)
+        self.index_path = index_path
+        self.index = RefIndex.load(index_path)
+        self.data_sum = io.read_json(self.work / "refshapes" / META)["checksum"]
+        self.tracking = TrackingConfig(uri=mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                       or f"sqlite:///{(self.work / 'mlflow.db').resolve()}",
+                                       experiment="semires-gain", log_model=False)
+        self.common = {"device": "cpu", "threads": threads, "log_every": 50, "overlays": 4, "amp": cpu_amp()}
+        self.model = ModelConfig(**self.budget["model"])
+
+    # -- stages --------------------------------------------------------------------------------
+    def pretrained(self) -> Path:
+        from semires.pretrain.train import WEIGHTS, run_pretrain
+
+        cfg = PretrainConfig(**{**self.budget["pretrain"], "device": "cpu", "threads": self.threads,
+                                "amp": cpu_amp()})
+        out = self.work / f"pretrain-{params_hash({'model': self.model, 'pretrain': cfg})[:8]}"
+        run_pretrain(out, self.model, cfg, self.tracking, exclude_seeds=[0], progress=False)
+        return out / WEIGHTS
+
+    def split(self, seed: int):
+        folder = make_splits(self.index, [self.ratio], seed, self.work / f"splits_s{seed}")
+        return load_split(folder[self.ratio])
+
+    def model_cfg(self, pretrained: bool) -> ModelConfig:
+        if not pretrained:
+            return self.model
+        return self.model.model_copy(update={"backbone_weights": str(self.pretrained())})
+
+    def burn_cfg(self, seed: int, steps: int | None = None) -> BurnInConfig:
+        b = dict(self.budget["burn_in"])
+        if steps is not None:  # same steps per epoch and evaluation spacing as the burn-in, more epochs
+            b["epochs"] = steps // b["steps_per_epoch"]
+            b["eval_every"] = max(1, b["epochs"] // 6)
+        return BurnInConfig(**b, **self.common, seed=seed, checkpoint_every=200)
+
+    def semi_cfg(self, seed: int, extra: dict) -> SemiConfig:
+        return SemiConfig(**{**self.budget["semi"], **self.common, "checkpoint_every": 200, "seed": seed, **extra})
+
+    def run_dir(self, seed: int, arm: str, key: str) -> Path:
+        tag = f"s{seed}" if self.ratio == self.budget["ratio"] else f"{ratio_name(self.ratio)}_s{seed}"
+        return self.work / "runs" / tag / f"{arm}-{key[:8]}"
+
+    def supervised(self, seed: int, arm: str, train: bool = True) -> Path:
+        """The run folder of a supervised arm, trained first unless ``train`` is False."""
+        from semires.train.supervised import train_supervised
+
+        steps = burn_steps(self.budget) + self.budget["semi"]["steps"] if arm == "supervised_long" else None
+        model, cfg = self.model_cfg(arm != "burn_in_scratch"), self.burn_cfg(seed, steps)
+        out = self.run_dir(seed, arm, params_hash({"model": model, "burn_in": cfg, "data": self.data_sum}))
+        if train:
+            train_supervised(self.index, self.split(seed).labeled, out, model, cfg, self.tracking, progress=False,
+                             run_name=f"{arm} s{seed}")
+        return out
+
+    def semi(self, seed: int, arm: str, train: bool = True) -> Path:
+        """The run folder of a semi-supervised arm, trained first (with its burn-in) unless ``train`` is False."""
+        from semires.candidates.store import CandidateStore
+        from semires.train.semi import train_semi
+
+        burn = self.supervised(seed, "burn_in", train)
+        refine_cfg, extra = SEMI_ARMS[arm]
+        cfg = self.semi_cfg(seed, extra)
+        out = self.run_dir(seed, arm, params_hash({"burn": burn.name, "semi": cfg, "refine": refine_cfg}))
+        if not train:
+            return out
+        sp = self.split(seed)
+        source = None if refine_cfg.strategy == "none" else CandidateStore(self.candidates(), cache_size=256)
+        train_semi(self.index, sp.labeled, sp.unlabeled, burn / "best.safetensors", out, cfg, refine_cfg, source,
+                   tracking=self.tracking, progress=False, run_name=f"semi {arm} s{seed}")
+        return out
+
+    def candidates(self) -> Path:
+        """The embedded generator's candidates of every train image (built once)."""
+        from semires.candidates import CandidatesConfig, build_generator, generate_shard, merge
+        from semires.candidates.store import MANIFEST
+
+        out = self.work / "candidates"
+        if not (out / MANIFEST).is_file():
+            generate_shard(self.index, self.index.image_ids("train"), 0, 1, out,
+                           build_generator(CandidatesConfig()), progress=True)
+            merge(out, 1)
+        return out
+
+    def evaluate(self, run: Path, name: str) -> dict:
+        done = run / "eval" / "results.json"
+        if done.is_file():
+            return io.read_json(done)["splits"]
+        with Tracker(self.tracking, run / "eval").run(f"eval {name}", {"semires.bench": "gain"}) as trk:
+            return evaluate_checkpoint(self.index_path, run / "best.safetensors", run / "eval", splits=list(SPLITS),
+                                       device="cpu", tracker=trk, overlays=4, progress=False)["splits"]
+
+    def quality(self, seed: int, arm: str) -> dict:
+        """Pseudo-labels of a burn-in teacher on the first ``quality_images`` unlabeled images, before and
+        after IOM / CPI, against the truth (on-target share, refinement lift)."""
+        from semires.candidates.store import CandidateStore
+        from semires.pseudo.config import PseudoLabelConfig, RefineStageConfig
+        from semires.pseudo.label import run_pseudo_label
+        from semires.pseudo.refine_stage import run_refine
+
+        burn = self.supervised(seed, arm)
+        ids = sorted(self.split(seed).unlabeled)[: self.budget["quality_images"]]
+        out = self.work / "quality" / f"{burn.name}-s{seed}"
+        run_pseudo_label(self.index, ids, burn / "best.safetensors", out / "pseudo", PseudoLabelConfig(device="cpu"),
+                         self.tracking, progress=False)
+        store = CandidateStore(self.candidates(), cache_size=256)
+        return {name: run_refine(self.index, out / "pseudo", store, out / name, RefineConfig(strategy=name, pwa=False),
+                                 RefineStageConfig(overlays=16), self.tracking, progress=False)
+                for name in ("iom", "cpi")}
+
+
+def run_arms(bench: Bench, arms: list[str], seeds: list[int], quality: bool) -> None:
+    for seed in seeds:
+        for arm in arms:
+            t0 = time.perf_counter()
+            run = bench.supervised(seed, arm) if arm in SUPERVISED_ARMS else bench.semi(seed, arm)
+            ev = bench.evaluate(run, f"{arm} s{seed}")
+            print(f"s{seed} {arm}: " + ", ".join(f"{s} {ev[s]['mIoU']:.1f}" for s in SPLITS)
+                  + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+            if quality and arm in ("burn_in_scratch", "burn_in"):
+                q = bench.quality(seed, arm)
+                print(f"s{seed} {arm} pseudo-labels: on target "
+                      f"{100 * q['iom']['groups']['on_target']['n'] / max(1, q['iom']['n']):.1f} %, IOM "
+                      f"{q['iom']['before']['mIoU']:.1f} -> {q['iom']['after']['mIoU']:.1f}", flush=True)
+
+
+def collect(bench: Bench, ratio_folder: bool = False) -> dict:
+    """Every finished run of the work folder: {arm: {seed: {"eval", "train_s", "semi"}}}."""
+    found: dict[str, dict[int, dict]] = {}
+    if ratio_folder:
+        prefix = f"{ratio_name(bench.ratio)}_s"
+        seeds = sorted(int(d.name[len(prefix):]) for d in (bench.work / "runs").glob(prefix + "*"))
+    else:
+        seeds = sorted(int(d.name[1:]) for d in (bench.work / "runs").glob("s*") if d.name[1:].isdigit())
+    for seed in seeds:
+        for arm in LABELS:
+            run = (bench.supervised(seed, arm, train=False) if arm in SUPERVISED_ARMS
+                   else bench.semi(seed, arm, train=False))
+            ev = run / "eval" / "results.json"
+            if not ev.is_file():
+                continue
+            m = io.read_json(run / "metrics.json")
+            found.setdefault(arm, {})[seed] = {"eval": io.read_json(ev)["splits"], "train_s": m.get("train_s"),
+                                               "steps": m.get("steps"), "train_log": m.get("train_log")}
+    return found
+
+
+def _cell(xs: list[float], signed: bool = False) -> str | None:
+    if not xs:
+        return None
+    m = f"{_mean(xs):+.1f}" if signed else f"{_mean(xs):.1f}"
+    return f"{m} ± {_std(xs):.1f}" if len(xs) > 1 else m
+
+
+def _train_summary(run: dict) -> dict:
+    """Mechanism numbers of a semi run from its training log: the unlabeled term's share of the gradient
+    and the teacher's on-target share, over its first and last tenth."""
+    log = run.get("train_log") or []
+    if not log:
+        return {}
+    k = max(1, len(log) // 10)
+    out = {}
+    for key in ("grad_share_unsup", "pseudo_on_target", "pseudo_iou_refined", "match_rate"):
+        first, last = [r[key] for r in log[:k] if key in r], [r[key] for r in log[-k:] if key in r]
+        if first and last:
+            out[key] = [round(_mean(first), 3), round(_mean(last), 3)]
+    return out
+
+
+def arm_rows(runs: dict) -> list[list]:
+    """One row per arm: mean ± spread over seeds per split, and val deltas paired by seed."""
+    def per_seed(arm):
+        return {s: r["eval"]["val"]["mIoU"] for s, r in runs.get(arm, {}).items()}
+
+    base, long_ = per_seed("burn_in"), per_seed("supervised_long")
+    rows = []
+    for arm, label in LABELS.items():
+        if arm not in runs:
+            continue
+        seeds = sorted(runs[arm])
+        cells = [_cell([runs[arm][s]["eval"][split]["mIoU"] for s in seeds]) for split in SPLITS]
+        deltas = [None, None]
+        if arm not in SUPERVISED_ARMS:
+            deltas = [_cell([runs[arm][s]["eval"]["val"]["mIoU"] - ref[s] for s in seeds if s in ref], signed=True)
+                      for ref in (base, long_)]
+        rows.append([label, ",".join(map(str, seeds)), *cells, *deltas])
+    return rows
+
+
+def pseudo_label_table(bench: Bench, seed: int) -> list[list]:
+    """The burn-in teachers' pseudo-labels on the quality subset, as the stages would refine them:
+    mIoU against the truth and the on-target share (IoU >= 0.5), per refinement, for the teacher from
+    scratch and the one from the pretrained backbone. "ref consensus" averages the teacher's
+    probabilities over every sentence of the ref before refining."""
+    from semires.candidates.store import CandidateStore
+    from semires.pseudo.shards import PseudoStore
+    from semires.refine import CandidateBatch, refine
+    from semires.train.transforms import resize_mask
+
+    store_c = CandidateStore(bench.candidates(), cache_size=64)
+    variants = {"teacher": (RefineConfig(strategy="none", pwa=False), False),
+                "+IOM": (RefineConfig(strategy="iom", pwa=False), False),
+                "+CPI": (RefineConfig(strategy="cpi", pwa=False), False),
+                "soft IoU": (RefineConfig(strategy="soft_iom", pwa=False), False),
+                "ref consensus": (RefineConfig(strategy="none", pwa=False), True),
+                "ref consensus + soft IoU": (RefineConfig(strategy="soft_iom", pwa=False), True)}
+    rows = []
+    for arm in ("burn_in_scratch", "burn_in"):
+        qdir = bench.work / "quality" / f"{bench.supervised(seed, arm, train=False).name}-s{seed}" / "pseudo"
+        if not qdir.is_dir():
+            continue
+        store = PseudoStore(qdir)
+        by_ref: dict[int, list] = {}
+        keys = store.keys()
+        for key in keys:
+            by_ref.setdefault(key[0], []).append(key)
+        ious = {v: [] for v in variants}
+        for ref_id, keys in sorted(by_ref.items()):
+            size = store.image_size
+            truth = torch.from_numpy(resize_mask(bench.index.ref_mask(ref_id), size))
+            prob = torch.stack([torch.from_numpy(store.get(k)[0]).float() / 255 for k in keys])
+            cands = torch.as_tensor(store_c.masks(bench.index.refs[ref_id]["image_id"], (size, size))).bool()
+            batch = CandidateBatch.from_list([cands] * len(keys), size=(size, size))
+            for name, (cfg, consensus) in variants.items():
+                p = prob.mean(0, keepdim=True).expand_as(prob) if consensus else prob
+                label = refine(p > 0.5, p, batch, cfg).label
+                inter = (label & truth).flatten(1).sum(1).double()
+                union = (label | truth).flatten(1).sum(1).double()
+                ious[name] += (inter / union.clamp(min=1)).tolist()
+        for name, xs in ious.items():
+            a = torch.tensor(xs)
+            rows.append(["backbone from scratch" if arm == "burn_in_scratch" else "pretrained backbone", name, len(xs),
+                         round(100 * float(a.mean()), 1), round(100 * float((a >= 0.5).double().mean()), 1)])
+    return rows
+
+
+def report(bench: Bench, out_dir: Path) -> list[Path]:
+    runs = collect(bench)
+    if not runs:
+        raise SystemExit("no finished run in " + str(bench.work))
+    b = bench.budget
+    raw = [{"arm": arm, "seed": s, "eval": r["eval"], "train_s": r["train_s"], "steps": r["steps"],
+            "mechanism": _train_summary(r)} for arm, by_seed in runs.items() for s, r in sorted(by_seed.items())]
+    ratio_rows = []
+    for folder in sorted((bench.work / "runs").glob("*pct_s*")):
+        ratio = float(folder.name.split("pct_")[0]) / 100
+        other = collect(Bench(bench.work.parent, bench.budget_name, bench.threads, None, ratio), ratio_folder=True)
+        for row in arm_rows(other):
+            ratio_rows.append([f"{100 * ratio:g}%", *row[:3], row[5]])
+    sp = bench.split(0)
+    n_expr = len(bench.index.expressions("train", sp.labeled))
+    doc = {"title": "SemiRES gain at RefCOCO's 1 % label budget (RefShapes 'headline', CPU)",
+           "columns": ["variant", "seeds", "val mIoU", "testA mIoU", "testB mIoU", "val vs burn-in",
+                       "val vs step-matched supervised"],
+           "rows": arm_rows(runs), "raw": raw, "ratio_rows": ratio_rows, "budget": bench.budget_name,
+           "budget_settings": b, "data_checksum": bench.data_sum,
+           "notes": (f"RefShapes '{b['preset']}': {b['ratio']:.0%} of the train images labeled ({len(sp.labeled)} "
+                     f"images, {n_expr} expressions; RefCOCO 1 %: 169 and 1,222), {len(sp.unlabeled)} unlabeled. "
+                     f"lavt_tiny at {b['burn_in']['image_size']} px; backbone pretrained on a disjoint pool "
+                     f"({b['pretrain']['num_images']} images, {b['pretrain']['steps']} steps) except the scratch row. "
+                     f"Burn-in {burn_steps(b)} steps; semi-supervised {b['semi']['steps']} steps from it (online, "
+                     "SemiConfig defaults: the published loss balance per strategy, CE without Dice, the burn-in's lr, "
+                     "jitter on every strong view, blur relative to the side, student-only noise, EMA time "
+                     "constant a tenth of the run); step-matched supervised "
+                     f"{burn_steps(b) + b['semi']['steps']} steps. Candidates: the embedded generator, not SAM. "
+                     "Kept model: EMA teacher (semi) or checkpoint (supervised) by val oIoU; scores on every "
+                     "expression. Mean ± standard deviation over label-split seeds; deltas paired by seed."),
+           "machine": describe("cpu", bench.threads) + " (two runs at a time, shared machine)",
+           "date": dt.date.today().isoformat()}
+    name = "gain_bench" if bench.budget_name == "cpu" else f"gain_bench_{bench.budget_name}"
+    paths = [io.write_json(out_dir / f"{name}.json", doc)]
+    rows = pseudo_label_table(bench, 0)
+    if rows:
+        paths.append(io.write_json(out_dir / f"{name}_pseudo_labels.json", {
+            "title": "Pseudo-labels of the burn-in teachers against the truth, by refinement (headline budget)",
+            "columns": ["burn-in teacher", "pseudo-label", "expressions", "mIoU", "on target %"], "rows": rows,
+            "notes": (f"Seed 0; every expression of the first {b['quality_images']} unlabeled images; IoU with the "
+                      "true mask at 64 px. 'On target': IoU >= 0.5 (the referred object, not another one). +IOM / "
+                      "+CPI: the paper's rules (IoU > 0.5; cover or inside > 0.7); soft IoU: refine.strategy "
+                      "soft_iom (the candidate of highest soft IoU with the probabilities, not in SemiRES); ref "
+                      "consensus: the teacher's probabilities averaged over the ref's sentences (semi.ref_consensus). "
+                      "Candidates: the embedded generator, not SAM. Unmatched samples keep the pseudo-mask."),
+            "machine": describe("cpu", bench.threads), "date": dt.date.today().isoformat()}))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    ap.add_argument("--arms", default="")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--quality", action="store_true", help="score the burn-in teachers' pseudo-labels too")
+    ap.add_argument("--report", action="store_true", help="write results/gain_bench.json from finished runs")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/semires_gain"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ratio", type=float, default=None, help="label ratio (default: the budget's, 4 %% on 'cpu'); "
+                    "--report adds every other ratio's finished runs as rows of their own")
+    ap.add_argument("--mlflow-uri", default=None)
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = set(arms) - set(LABELS)
+    if unknown:
+        ap.error(f"unknown arms {sorted(unknown)}; choose from {list(LABELS)}")
+    bench = Bench(args.work, args.budget, args.threads, args.mlflow_uri, args.ratio)
+    run_arms(bench, arms, [int(s) for s in args.seeds.split(",")], args.quality)
+    if args.report:
+        for path in report(bench, args.out_dir):
+            print("wrote", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
