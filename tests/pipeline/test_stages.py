@@ -68,18 +68,20 @@ def _snippet(marker: str) -> str:
 
 
 def _project_with_pretrain(tmp_path: Path) -> Path:
-    """A copy of the project's table and DAGs with the edits docs/stages.md describes."""
+    """A copy of the project's table and DAGs with the edits docs/stages.md describes (as they are,
+    once the project has made them)."""
     root = tmp_path / "project"
     (root / "semires").mkdir(parents=True)
     shutil.copytree(ROOT / "dags", root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
     src = (ROOT / "semires/stages.py").read_text()
-    entry = _snippet("pretrain-entry")
-    reads = _snippet("pretrain-reads").strip().removesuffix("...").removeprefix("inputs={")
-    at = src.index('    Stage("burn_in"')
-    src = src[:at] + entry + src[at:]
-    for name in ("burn_in", "train_student"):
-        at = src.index("inputs={", src.index(f'    Stage("{name}"')) + len("inputs={")
-        src = src[:at] + reads + src[at:]
+    if 'Stage("pretrain"' not in src:
+        entry = _snippet("pretrain-entry")
+        reads = _snippet("pretrain-reads").strip().removesuffix("...").removeprefix("inputs={")
+        at = src.index('    Stage("burn_in"')
+        src = src[:at] + entry + src[at:]
+        for name in ("burn_in", "train_student"):
+            at = src.index("inputs={", src.index(f'    Stage("{name}"')) + len("inputs={")
+            src = src[:at] + reads + src[at:]
     (root / "semires/stages.py").write_text(src)
     return root
 
@@ -97,15 +99,18 @@ def test_worked_example_adds_a_stage_in_one_place(tmp_path):
     table = _load(root / "semires/stages.py")
     table.check_table()
 
+    readers = [st.name for st in table.STAGES if "pretrain" in st.artifacts_read()]
+    assert "burn_in" in readers
+
     # DVC: the new stage, and the edges to it
     dvc = table.dvc_yaml(2)["stages"]
-    assert list(dvc)[4:6] == ["pretrain", "burn_in"]
+    assert list(dvc).index("pretrain") < list(dvc).index("burn_in")
     pre = dvc["pretrain"]
     assert "python -m components.pretrain --out models/pretrain --metrics metrics/pretrain.json" in pre["cmd"]
-    assert pre["params"] == ["pretrain"] and pre["deps"][:2] == ["components/pretrain.py", "components/_stage.py"]
+    assert "pretrain" in pre["params"] and pre["deps"][:2] == ["components/pretrain.py", "components/_stage.py"]
     assert pre["outs"] == ["models/pretrain", {"metrics/pretrain.json": {"cache": False}}]
-    for name in ("burn_in", "train_student"):
-        assert "models/pretrain" in dvc[name]["deps"] and "--pretrained models/pretrain" in dvc[name]["cmd"]
+    for name in readers:
+        assert "models/pretrain" in dvc[name]["deps"] and " models/pretrain" in dvc[name]["cmd"]
     assert "metrics/pretrain.json" in dvc["report"]["deps"]
     assert "pretrain" in [s.metrics_name or s.name for s in table.metric_stages()]  # what the report reads
 
@@ -117,7 +122,7 @@ def test_worked_example_adds_a_stage_in_one_place(tmp_path):
         sys.path.pop(0)
     kfp = steps(2, table)
     assert ("pretrain", "Model") in kfp["pretrain"].outputs and kfp["pretrain"].gpu
-    assert ("pretrain", "Model") in kfp["burn_in"].inputs and ("pretrain", "Model") in kfp["train_student"].inputs
+    assert all(("pretrain", "Model") in kfp[name].inputs for name in readers)
     assert ("m_pretrain", "Artifact") in kfp["report"].inputs
 
     # Airflow: the DAG, parsed by Airflow from the edited copy, has the task and its edges
@@ -134,7 +139,7 @@ def test_worked_example_adds_a_stage_in_one_place(tmp_path):
     assert doc["errors"] == {}
     up = doc["up"]
     assert "pretrain" in up and set(up["pretrain"]) == {"open_run"}
-    assert {"pretrain", "split"} <= set(up["burn_in"]) and "pretrain" in up["train_student"]
+    assert all("pretrain" in up[name] for name in readers) and "split" in up["burn_in"]
     assert "pretrain" in up["report"] and "pretrain" in up["close_run"]
 
     sys.path.insert(0, str(root / "dags"))
