@@ -10,7 +10,7 @@ STAMP := $(VENV)/.semires-installed
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lock lint tables clean-venv
+.PHONY: install browser test demo lock lint tables clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	@echo "== installing the semires environment into $(VENV) (about 3 minutes the first time)"
@@ -22,7 +22,16 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-test: install
+# The browser test (tests/pipeline/test_e2e.py) opens the MLflow UI in headless Chromium: installed
+# from the system's packages when missing and make runs as root (CI's fresh machine), else skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "== installing chromium (headless browser of the MLflow UI test)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "== no chromium and not root: the browser test will be skipped (apt-get install chromium)"; fi
+
+test: install browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install
