@@ -97,7 +97,7 @@ def candidate_source(work: Path, index: RefIndex, given: Path | None):
         return CandidateStore(given, cache_size=CACHE)
     out = work / "candidates"
     if not (out / MANIFEST).is_file():
-        from semires.candidates.base import build_generator
+        from semires.candidates import build_generator
         from semires.candidates.config import CandidatesConfig
 
         generate_shard(index, index.image_ids("train"), 0, 1, out, build_generator(CandidatesConfig()), progress=True)

@@ -236,6 +236,38 @@ class Bench:
                 for name in ("iom", "cpi")}
 
 
+# the semi settings before the published defaults were adopted (the first ablations' loss and views)
+OLD_SEMI = {"sup_weight": 10.0, "dice_weight": 1.0, "lr": 5e-4, "ema_momentum": 0.99, "jitter_p": 0.5,
+            "jitter_brightness": 0.4, "jitter_contrast": 0.4, "jitter_saturation": 0.4, "blur_sigma": (0.1, 2.0),
+            "student_drop_path": 0.0, "student_word_dropout": 0.0}
+
+
+def gradient_share(bench: Bench, seed: int = 0, steps: int = 300) -> Path:
+    """The unlabeled term's share of the gradient in the first ``steps`` semi-supervised steps from the
+    seed's burn-in, with the old settings (``OLD_SEMI``, blur in pixels) and the published ones, for the
+    mean teacher and IOM+PWA; written to ``<work>/diagnostics/gradient_share.json``."""
+    from semires.candidates.store import CandidateStore
+    from semires.train.semi import train_semi
+
+    burn, sp = bench.supervised(seed, "burn_in"), bench.split(seed)
+    common = {**bench.common, "steps": steps, "batch_size": bench.budget["semi"]["batch_size"], "eval_every": steps,
+              "val_max_expressions": 100, "overlays": 0, "seed": seed}
+    source = CandidateStore(bench.candidates(), cache_size=256)
+    out = {}
+    for name, extra in (("old", OLD_SEMI), ("published", {})):
+        for strategy in ("none", "iom"):
+            run = bench.work / "diagnostics" / f"s{seed}-{name}-{strategy}"
+            res = train_semi(bench.index, sp.labeled, sp.unlabeled, burn / "best.safetensors", run,
+                             SemiConfig(**{**common, **extra}), RefineConfig(strategy=strategy, pwa=True),
+                             source if strategy != "none" else None, tracking=TrackingConfig(enabled=False),
+                             progress=False)
+            logged = [r for r in res["train_log"] if "grad_share_unsup" in r]
+            out[f"{name}/{strategy}"] = {k: round(_mean([r[k] for r in logged]), 4) for k in
+                                         ("grad_share_unsup", "grad_norm_sup", "grad_norm_unsup", "grad_cosine")}
+            print(f"gradient share, {name} settings, {strategy}: {out[f'{name}/{strategy}']}", flush=True)
+    return io.write_json(bench.work / "diagnostics" / "gradient_share.json", out)
+
+
 def run_arms(bench: Bench, arms: list[str], seeds: list[int], quality: bool) -> None:
     for seed in seeds:
         for arm in arms:
@@ -380,6 +412,8 @@ def report(bench: Bench, out_dir: Path) -> list[Path]:
            "columns": ["variant", "seeds", "val mIoU", "testA mIoU", "testB mIoU", "val vs burn-in",
                        "val vs step-matched supervised"],
            "rows": arm_rows(runs), "raw": raw, "ratio_rows": ratio_rows, "budget": bench.budget_name,
+           "gradient_share_first_steps": (io.read_json(bench.work / "diagnostics" / "gradient_share.json")
+                                          if (bench.work / "diagnostics" / "gradient_share.json").is_file() else None),
            "budget_settings": b, "data_checksum": bench.data_sum,
            "notes": (f"RefShapes '{b['preset']}': {b['ratio']:.0%} of the train images labeled ({len(sp.labeled)} "
                      f"images, {n_expr} expressions; RefCOCO 1 %: 169 and 1,222), {len(sp.unlabeled)} unlabeled. "
@@ -418,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--quality", action="store_true", help="score the burn-in teachers' pseudo-labels too")
     ap.add_argument("--report", action="store_true", help="write results/gain_bench.json from finished runs")
+    ap.add_argument("--gradient-share", action="store_true",
+                    help="measure the unlabeled term's share of the gradient, old against published settings")
     ap.add_argument("--work", type=Path, default=Path("/tmp/semires_gain"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ratio", type=float, default=None, help="label ratio (default: the budget's, 4 %% on 'cpu'); "
@@ -432,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown arms {sorted(unknown)}; choose from {list(LABELS)}")
     bench = Bench(args.work, args.budget, args.threads, args.mlflow_uri, args.ratio)
     run_arms(bench, arms, [int(s) for s in args.seeds.split(",")], args.quality)
+    if args.gradient_share:
+        print("wrote", gradient_share(bench))
     if args.report:
         for path in report(bench, args.out_dir):
             print("wrote", path)

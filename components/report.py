@@ -48,7 +48,7 @@ def stage_metrics(metrics_dir: Path | None, pairs: list[str]) -> dict[str, dict]
 
 
 def _splits(ev: dict) -> list[str]:
-    return sorted({k.split(".", 1)[0] for k in ev if "." in k},
+    return sorted({k.split(".", 1)[0] for k in ev if "." in k and not k.startswith("teacher.")},
                   key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
 
 
@@ -66,7 +66,8 @@ def scores(m: dict[str, dict], student_s: float | None = None, teacher_s: float 
     """The numbers runs are compared by, in the order `dvc exp show` lists them (percent, seconds).
 
     ``student.<split>.mIoU`` / ``.oIoU`` for every evaluated split; ``teacher.val.*`` (the burn-in
-    teacher, evaluated on val while training); ``gain.val.*`` (student minus teacher); the
+    teacher: scored by the evaluate stage on the same split when it was given ``--teacher``, else its
+    val subset score while training); ``gain.val.*`` (student minus teacher); the
     pseudo-label lift of refinement (``pseudo.lift.*``: refined minus raw pseudo-label IoU against
     the truth) and its ``pseudo.match_rate``; training wall time of teacher and student
     (``time.*_train_s``). Keys whose source is missing are left out.
@@ -77,8 +78,10 @@ def scores(m: dict[str, dict], student_s: float | None = None, teacher_s: float 
         for k in ("mIoU", "oIoU"):
             if f"{s}.{k}" in ev:
                 out[f"student.{s}.{k}"] = ev[f"{s}.{k}"]
-    for k in ("mIoU", "oIoU"):
-        if f"val.{k}" in b:
+    for k in ("mIoU", "oIoU"):  # the teacher on the same full split as the student, else its training-time score
+        if f"teacher.val.{k}" in ev:
+            out[f"teacher.val.{k}"] = ev[f"teacher.val.{k}"]
+        elif f"val.{k}" in b:
             out[f"teacher.val.{k}"] = b[f"val.{k}"]
     for k in ("mIoU", "oIoU"):
         if f"student.val.{k}" in out and f"teacher.val.{k}" in out:
@@ -108,6 +111,13 @@ def summary_markdown(summary: dict, m: dict[str, dict]) -> str:
             v = ev.get(f"{s}.{k}")
             cells.append("-" if v is None else (f"{int(v)}" if k == "n" else f"{v:.2f}"))
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    if any(f"teacher.{s}.mIoU" in ev for s in splits):
+        lines += ["", "## Student against supervised only (the burn-in teacher, same labels), mIoU", "",
+                  "| split | supervised only (burn-in) | SemiRES student | gain |", "|---|---|---|---|"]
+        for s in splits:
+            t, v = ev.get(f"teacher.{s}.mIoU"), ev.get(f"{s}.mIoU")
+            if t is not None and v is not None:
+                lines.append(f"| {s} | {t:.2f} | {v:.2f} | {v - t:+.2f} |")
     b, r, c = m.get("burn_in", {}), m.get("refine", {}), m.get("candidates", {})
     lines += ["", "## Stages", "",
               (f"- candidates: {int(c.get('images', 0))} images, "

@@ -167,7 +167,7 @@ STAGES: tuple[Stage, ...] = (
           outputs={"--out": Out("student", "models/student", kind="Model")}),
     Stage("evaluate", params=("evaluate",), gpu=True, memory="16G",
           code=("semires/eval", "semires/models", "semires/train", *_DATA[1:], "semires/viz.py"),
-          inputs={"--index": "index", "--model": "student"}, reads=("images",),
+          inputs={"--index": "index", "--model": "student", "--teacher": "burn_in"}, reads=("images",),
           outputs={"--out": Out("evaluation", "eval/student")}),
     Stage("report", params=("report", "data.dataset", "data.synth.preset", "pipeline.label_ratio", "refine.strategy",
                             "refine.pwa", "candidates.generator", "model.name"),

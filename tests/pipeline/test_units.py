@@ -66,6 +66,19 @@ def test_report_summary_and_scores(tmp_path):
     assert STAGES[0] == "data" and "candidates" in STAGES and "evaluate" in STAGES and "report" not in STAGES
 
 
+def test_report_puts_the_student_beside_supervised_only_on_the_same_splits():
+    sys.path.insert(0, str(ROOT))
+    from components.report import scores, summary_markdown
+
+    m = {"evaluate": {"val.n": 10, "val.mIoU": 50.0, "val.oIoU": 60.0, "teacher.val.mIoU": 42.0,
+                      "teacher.val.oIoU": 51.0, "teacher.val.n": 10},
+         "burn_in": {"val.mIoU": 45.0, "val.oIoU": 55.0}}
+    text = summary_markdown({"label_ratio": 0.1}, m)
+    assert "| val | 42.00 | 50.00 | +8.00 |" in text and "| teacher |" not in text
+    got = scores(m)  # the full-split teacher score wins over the burn-in's val-subset one
+    assert got["teacher.val.mIoU"] == 42.0 and got["gain.val.mIoU"] == 8.0 and "student.teacher.mIoU" not in got
+
+
 def test_kill_switch_fires_once(tmp_path):
     target, marker = tmp_path / "shard-00001.npz", tmp_path / "killed"
     code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from components._stage import arm_kill_switch;"
