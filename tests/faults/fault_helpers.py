@@ -47,16 +47,40 @@ def run(*args, timeout: float = 300, **env_extra: str) -> subprocess.CompletedPr
 
 
 def start(*args, **env_extra: str) -> subprocess.Popen:
-    """``python <args>`` started in its own session (so a signal can go to the whole group)."""
-    return subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env(**env_extra), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    """``python <args>`` started in its own session (so a signal can go to the whole group). Its output goes
+    to temp files, never pipes (a full pipe would stall a child that nobody reads); :func:`finish` reads it."""
+    import tempfile
+
+    err = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by finish()
+    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env(**env_extra), text=True,
+                            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                            preexec_fn=_default_sigint)  # noqa: PLW1509 - only resets a signal disposition
+    proc.err_file = err
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    """Wait for a process from :func:`start`; (exit code, stderr)."""
+    code = proc.wait(timeout=timeout)
+    proc.err_file.seek(0)
+    text = proc.err_file.read()
+    proc.err_file.close()
+    return code, text
+
+
+def _default_sigint() -> None:
+    """A shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    give the child the default disposition, as a terminal's foreground job has."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 240, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:
-            _, err = proc.communicate()
+            _, err = finish(proc)
             raise AssertionError(f"process ended (exit {proc.returncode}) before {what}:\n{err[-3000:]}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from fault_helpers import component, error_line, expect_error, run, start, temps, tree_digest, wait_for
+from fault_helpers import component, error_line, expect_error, finish, run, start, temps, tree_digest, wait_for
 
 from semires.cli import main
 
@@ -67,8 +67,8 @@ def test_interrupted_synth_exits_with_the_signal_code_and_leaves_nothing(sig, to
     proc = start(*SYNTH, "--out", out)
     wait_for(_synth_started(tmp_path), proc, what="synth to draw images")
     (os.killpg if to_group else os.kill)(proc.pid, sig)
-    _, err = proc.communicate(timeout=120)
-    expect_error(case, proc.returncode, err, want, "interrupted")
+    code, err = finish(proc, 120)
+    expect_error(case, code, err, want, "interrupted")
     assert not out.exists() and not temps(tmp_path)
 
 
@@ -79,8 +79,7 @@ def test_killed_synth_leaves_a_temp_that_the_rerun_removes(chain, tmp_path, caps
     proc = start("-m", "semires", *args)
     wait_for(_synth_started(tmp_path, 2), proc, what="synth to draw images")
     proc.kill()
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL and temps(tmp_path)  # a kill cannot clean up
+    assert finish(proc)[0] == -signal.SIGKILL and temps(tmp_path)  # a kill cannot clean up
     code = main(list(args))
     case.saw(code, "")
     assert code == 0 and not temps(tmp_path)
@@ -94,8 +93,11 @@ def _outputs(c, stage: str) -> dict:
     if stage == "candidates1":
         return {**tree_digest(c.cand / "shards" / "shard-00001-of-00002.jsonl"),
                 **tree_digest(c.cand / "entries" / "shard-00001-of-00002.json")}
-    if stage == "burn_in":
-        return tree_digest(c.burn / "best.safetensors")
+    if stage == "burn_in":  # the weights and their metadata (the header's key order may differ)
+        from safetensors import safe_open
+
+        with safe_open(str(c.burn / "best.safetensors"), "pt") as f:
+            return {"meta": f.metadata(), **{k: f.get_tensor(k).numpy().tobytes() for k in sorted(f.keys())}}
     if stage == "pseudo_label":
         manifest = json.loads((c.pseudo / "manifest.json").read_text())
         volatile = ("wall_s", "shards_reused", "teacher", "index")
@@ -165,7 +167,7 @@ def test_two_runs_of_one_shard_at_once_both_succeed(chain, tmp_path, case):
     run_ = chain.at(tmp_path)
     name, *argv = run_.argv("candidates0", index=chain.index)
     procs = [start("-m", f"components.{name}", *argv) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    results = [finish(p, 600) for p in procs]
     case.saw(max(code for code, _ in results), "")
     assert [code for code, _ in results] == [0, 0], [err[-2000:] for _, err in results]
     assert tree_digest(run_.cand / "shards") == tree_digest(chain.cand / "shards" / "shard-00000-of-00002.jsonl")
@@ -255,9 +257,9 @@ def test_sigterm_during_training_exits_143_and_writes_no_result(chain, tmp_path,
     proc = start("-m", f"components.{name}", *argv)
     wait_for(lambda: (run_.burn / "last.pt").is_file(), proc, what="the first checkpoint")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:
+    code, err = finish(proc, 120)
+    if code == 0:
         pytest.skip("training finished before the signal arrived")
-    expect_error(case, proc.returncode, err, 143, "SIGTERM")
+    expect_error(case, code, err, 143, "SIGTERM")
     assert not (run_.burn / "_SUCCESS").exists() and not (run_.root / "metrics" / "burn_in.json").exists()
     assert not temps(tmp_path)
