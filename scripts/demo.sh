@@ -4,7 +4,8 @@
 #   1. local services: moto S3 + MLflow server (SQLite store, artifacts in S3), idempotent;
 #   2. `dvc repro` of every stage under one parent MLflow run;
 #   3. `dvc push` of the outputs to the S3 remote;
-#   4. the run's summary, the cross-run table from MLflow, and the MLflow UI address.
+#   4. the run's summary, then the link to the experiment's training runs in the MLflow UI and the
+#      cross-run scores table from MLflow (the last lines of the output).
 # Run it through `make demo` (which installs the environment first). Re-running it reproduces
 # nothing that has not changed; `semires pipeline services down` (or `make` of your own) stops the
 # services. Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment (local
@@ -24,6 +25,10 @@ stamp() { printf '[demo %4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 stamp "starting services (moto S3, MLflow server)"
 eval "$(python -m semires pipeline services up --print-env)"
 stamp "MLflow $MLFLOW_TRACKING_URI, S3 $MLFLOW_S3_ENDPOINT_URL"
+# MLflow runs without its job runner (GenAI jobs; ~2.4 GB in 10 processes when on): export
+# MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true before the services start to have it
+python -c 'from semires.services import resident_memory
+for name, (n, mib) in resident_memory().items(): print(f"  {name}: {mib:.0f} MiB resident in {n} process(es)")'
 
 # the remote's endpoint is machine-local: .dvc/config.local, which git ignores
 dvc remote modify --local s3 endpointurl "$MLFLOW_S3_ENDPOINT_URL"
@@ -52,9 +57,10 @@ dvc push -q || stamp "dvc push failed: outputs stay in the local cache; rerun 'd
 echo
 cat reports/summary.md
 echo
-stamp "pipeline runs in MLflow (newest first):"
-python -m semires pipeline compare --params "$PARAMS" --max-runs 10
-echo
 stamp "done in $(( $(date +%s) - t0 )) s"
-echo "MLflow UI: $MLFLOW_TRACKING_URI   (runs, nested stage runs, the registered student model)"
 echo "Services keep running; stop them with: .venv/bin/python -m semires pipeline services down"
+echo
+# the experiment opens on its training runs with the student's scores as columns (semires/mlflow_ui.py)
+echo "MLflow training runs: $(python -m semires.mlflow_ui --params "$PARAMS")"
+echo "Scores of the pipeline runs in MLflow (newest first; percent):"
+python -m semires pipeline compare --params "$PARAMS" --max-runs 10

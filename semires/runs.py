@@ -108,7 +108,11 @@ def start_pipeline_run(cfg: TrackingConfig, summary: Mapping[str, Any], run_name
         all_tags["semires.dag_run_id"] = dag_run_id()
     if run_name:
         all_tags["mlflow.runName"] = run_name
-    run = client.create_run(_experiment_id(client, cfg.experiment), tags=all_tags)
+    from semires.mlflow_ui import ensure_training_view
+
+    exp_id = _experiment_id(client, cfg.experiment)
+    ensure_training_view(client, exp_id)  # opens on the training runs, scores as columns
+    run = client.create_run(exp_id, tags=all_tags)
     for k, v in flatten_params(plain(summary)).items():
         client.log_param(run.info.run_id, k, v)
     return run.info.run_id
