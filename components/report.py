@@ -151,10 +151,13 @@ def main(metrics_dir: Path = typer.Option(None, help="folder of this run's stage
     m = stage_metrics(metrics_dir, stage_metrics_)
     text = summary_markdown(summary, m)
     headline = scores(m, training_time(student), training_time(teacher))
-    with _stage.stage("report", p, {"report": cfg}, metrics) as st:
+    with _stage.stage("report", p, {"report": cfg}) as st:
         io.write_text(out, text)
         st.log_artifact(out)
         st.log_metrics(headline, to_parent=True)
+        # in scores() order, student first (not sorted): DVC shows a metrics file's keys in file order
+        io.write_text(metrics, json.dumps(st.metrics, indent=2) + "\n")  # finite values only
+        st.log_artifact(metrics)
     typer.echo(text)
     # after the report's own run has ended: logging a model resumes the student's run
     if cfg.register_model and _stage.tracking_on(st.tracking):

@@ -55,7 +55,7 @@ def first(project):
     """One full `dvc repro` under a parent MLflow run."""
     out = project.py("-m", "semires", "pipeline", "start-run", "--params", "params.yaml", "--name", "dvc-e2e").stdout
     run_id = out.strip().splitlines()[-1]
-    res = project("dvc", "repro", env={"SEMIRES_PARENT_RUN_ID": run_id})
+    res = project("dvc", "repro", env={"SEMIRES_PARENT_RUN_ID": run_id}, timeout=2400)  # a busy 2-core machine
     project.py("-m", "semires", "pipeline", "end-run", run_id, "--status", "auto", "--params", "params.yaml")
     return {"run_id": run_id, "stdout": res.stdout + res.stderr}
 
@@ -122,6 +122,40 @@ def test_compare_table_lists_the_run(project, first):
     row = next(line for line in out.splitlines() if first["run_id"] in line)
     assert "0.5" in row and "iom+pwa" in row
     assert "val.mIoU" in out.splitlines()[0]
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium (`make test` installs it as root: apt-get install chromium)")
+def test_mlflow_ui_in_a_browser_shows_the_run_and_its_scores(project, first, services):
+    """The link the demo prints, opened in headless Chromium: the experiment's training runs, the
+    run and its scores as columns. The screenshot stays in tests/artifacts/ for people to look at."""
+    from pipeline_helpers import ROOT
+
+    link = project.py("-m", "semires.mlflow_ui", "--params", "params.yaml").stdout.strip().splitlines()[-1]
+    exp = rest(services, "GET", "experiments/get-by-name?experiment_name=semires-test")["experiment"]
+    assert link == f"{services['svc'].mlflow_url}/#/experiments/{exp['experiment_id']}/runs" \
+        "?workflowType=machine_learning&viewStateShareKey=semires-scores"
+    tags = {t["key"]: t["value"] for t in exp.get("tags", [])}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # the training view, not GenAI's
+    browser = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--hide-scrollbars", "--window-size=1600,900", "--virtual-time-budget=30000"]
+    dom = project(*browser, "--dump-dom", link, timeout=300).stdout
+    parent = rest(services, "GET", f"runs/get?run_id={first['run_id']}")["run"]
+    scores = {m["key"]: m["value"] for m in parent["data"]["metrics"]}
+    assert "dvc-e2e" in dom  # the run's name
+    for column in ("val.mIoU", "val.oIoU", "testA.mIoU", "testB.oIoU"):
+        assert column in dom, f"no column {column} in the runs table"
+    assert repr(scores["val.mIoU"]).removesuffix(".0")[:5] in dom  # its value (the cell's full-precision title)
+    shot = ROOT / "tests/artifacts/mlflow_training_runs.png"
+    shot.parent.mkdir(exist_ok=True)
+    shot.unlink(missing_ok=True)
+    project(*browser, f"--screenshot={shot}", link, timeout=300)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
 def test_refine_param_change_reruns_refine_and_after_only(project, first):
@@ -207,6 +241,32 @@ def test_airflow_dag_with_a_killed_task_matches_dvc(project, services, tmp_path)
                            ["experiment"]["experiment_id"]],
         "filter": "tags.`semires.kind` = 'pipeline' and tags.`semires.dag_run_id` LIKE 'manual%'"})["runs"]
     assert runs and runs[0]["info"]["status"] == "FINISHED"
+
+
+def test_dvc_exp_run_lists_the_experiment_with_its_scores_first(project):
+    """`dvc exp run -S` on the tiny preset reruns what the param reaches; `dvc exp show` lists the
+    experiment with the scores as its first metric columns, the stages' counts left out."""
+    res = project("dvc", "exp", "run", "--name", "cpi-exp", "-S", "refine.strategy=cpi", timeout=1800)
+    stages = ran(res.stdout + res.stderr)
+    assert {"refine", "train_student", "report"} <= set(stages) and "data" not in stages and "burn_in" not in stages
+    rows = json.loads(project("dvc", "exp", "show", "--json").stdout)
+    exps = [r for base in rows for e in (base.get("experiments") or []) for r in e["revs"]]
+    (exp,) = [r for r in exps if r["name"] == "cpi-exp"]
+    assert exp["data"]["params"]["params.yaml"]["data"]["refine"]["strategy"] == "cpi"
+    metrics = exp["data"]["metrics"]
+    assert list(metrics) == ["metrics/scores.json"]  # counts and gate statistics are plain outputs
+    scores = metrics["metrics/scores.json"]["data"]
+    assert list(scores)[:4] == ["student.val.mIoU", "student.val.oIoU", "student.testA.mIoU", "student.testA.oIoU"]
+    assert {"student.testB.oIoU", "teacher.val.mIoU", "gain.val.mIoU", "pseudo.lift.mIoU", "pseudo.match_rate",
+            "time.teacher_train_s", "time.student_train_s"} <= set(scores)
+    table = project("dvc", "exp", "show", "--csv").stdout.splitlines()
+    header = table[0].split(",")
+    first = header.index("student.val.mIoU")
+    assert set(header[:first]) <= {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}, header
+    row = next(line.split(",") for line in table if line.startswith("cpi-exp,"))
+    assert float(row[first]) == pytest.approx(scores["student.val.mIoU"])
+    shown = json.loads(project("dvc", "metrics", "show", "--json").stdout)
+    assert list(shown[""]["data"]) == ["metrics/scores.json"]
 
 
 def test_no_secret_in_logs_params_or_dvc_files(project, services, secret, tmp_path_factory):
