@@ -36,7 +36,7 @@ from semires.pretrain.config import PretrainConfig
 from semires.pretrain.pool import CategoryPool
 from semires.tracking import Tracker, TrackingConfig
 from semires.train import ddp
-from semires.train.checkpoint import resume_training, save_checkpoint
+from semires.train.checkpoint import start_or_resume
 from semires.train.optim import build_optimizer, build_scheduler
 from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
 
@@ -149,17 +149,12 @@ def run_pretrain(out_dir: str | Path, model_cfg: ModelConfig, cfg: PretrainConfi
     val_rows = list(range(len(pool) - cfg.val_images, len(pool)))
     n_train = len(pool) - cfg.val_images
     state: dict = {"history": [], "losses": [], "run_id": None, "train_s": 0.0}
-    step, last = 0, out_dir / "last.pt"
-    if last.is_file():
-        step, extra = resume_training(last, model=net, optimizer=optimizer, scheduler=scheduler, device=device,
-                                      check_config=lambda saved, path: _check_same(saved, resolved, path))
-        state.update(extra)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(out_dir / "config.json", resolved)
+    last = out_dir / "last.pt"
+    step, checkpoint = start_or_resume(out_dir, model=net, optimizer=optimizer, scheduler=scheduler, device=device,
+                                       config=resolved,
+                                       check_config=lambda saved, path: _check_same(saved, resolved, path),
+                                       state=state)
 
-    def checkpoint() -> None:
-        save_checkpoint(last, model=net, optimizer=optimizer, scheduler=scheduler, step=step, epoch=0,
-                        config=resolved, extra=state)
 
     with Tracker(tracking, out_dir).run("pretrain", {"semires.stage": "pretrain"}, run_id=state["run_id"]) as trk:
         state["run_id"] = trk.run_id
@@ -192,9 +187,9 @@ def run_pretrain(out_dir: str | Path, model_cfg: ModelConfig, cfg: PretrainConfi
                 m = evaluate_pool(net, pool, val_rows, 64, device, dtype)
                 state["history"].append({"step": step, **m})
                 trk.log_metrics(m, step, prefix="pool_val.")
-                checkpoint()
+                checkpoint(step)
             elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                checkpoint()
+                checkpoint(step)
             if step_hook is not None:
                 step_hook(step)
         bar.close()

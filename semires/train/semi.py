@@ -42,7 +42,7 @@ from semires.refine import CandidateSource, RefineConfig, refine
 from semires.refine.atoms import pack_for_device
 from semires.tracking import Tracker, TrackingConfig
 from semires.train import ddp
-from semires.train.checkpoint import load_model, load_model_file, resume_training, save_checkpoint, save_model
+from semires.train.checkpoint import load_model, load_model_file, save_model, start_or_resume
 from semires.train.dataset import ExpressionDataset, batch_loader
 from semires.train.ema import MeanTeacher
 from semires.train.losses import check_finite, segmentation_loss, supervised_loss
@@ -229,18 +229,10 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
 
     last = out_dir / "last.pt"
     state = {"best": None, "best_step": None, "history": [], "run_id": None, "train_s": 0.0}
-    step = 0
-    if last.is_file():
-        step, extra = resume_training(last, model=pair, optimizer=optimizer, scheduler=scheduler, device=device,
-                                      check_config=lambda saved, path: _check_resume(saved, resolved, path))
-        state.update(extra)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(out_dir / "config.json", resolved)
-
-    def checkpoint() -> None:
-        save_checkpoint(last, model=pair, optimizer=optimizer, scheduler=scheduler, step=step, epoch=0,
-                        config=resolved, extra=state)
-
+    step, checkpoint = start_or_resume(out_dir, model=pair, optimizer=optimizer, scheduler=scheduler, device=device,
+                                       config=resolved,
+                                       check_config=lambda saved, path: _check_resume(saved, resolved, path),
+                                       state=state)
     tracker = Tracker(tracking, out_dir)
     tags = {"semires.mode": cfg.mode, "semires.refine": refine_cfg.name,
             "semires.labeled_images": str(len(set(labeled)))}
@@ -273,12 +265,12 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
                     state.setdefault("train_log", []).append({"step": step, **{k: round(v, 5) for k, v in
                                                                               means.items()}})
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < stop:
-                    checkpoint()
+                    checkpoint(step)
                 if step_hook is not None:
                     step_hook(step)
             state["train_s"] += time.perf_counter() - t0
             _evaluate(pair.teacher, val_ds, cfg, device, dtype, progress, state, step, out_dir, model_cfg, size, trk)
-            checkpoint()
+            checkpoint(step)
         result = _finish(state, cfg, total, len(lab_ds), len(unl_ds), len(val_ds), t_start, out_dir)
         if (out_dir / "best.safetensors").is_file():
             # the kept teacher's predictions, drawn once (its weights replace the teacher's: training is over)
