@@ -255,7 +255,7 @@ def test_sigterm_during_training_exits_143_and_writes_no_result(chain, tmp_path,
     run_ = chain.at(tmp_path)
     name, *argv = run_.argv("burn_in", index=chain.index, splits=chain.splits)
     proc = start("-m", f"components.{name}", *argv)
-    wait_for(lambda: (run_.burn / "last.pt").is_file(), proc, what="the first checkpoint")
+    wait_for(lambda: (run_.burn / "last.pt").is_file(), proc, timeout=900, what="the first checkpoint")
     proc.send_signal(signal.SIGTERM)
     code, err = finish(proc, 120)
     if code == 0:
