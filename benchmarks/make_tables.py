@@ -69,6 +69,24 @@ def headline(doc: dict) -> dict:
             "notes": notes}
 
 
+def fault_summary(doc: dict) -> dict:
+    """The README's reliability table from ``fault_cases.json`` (``tests/faults/make_table.py``): per class
+    of fault, how many cases the suite holds, how many pass, and how many failed on the code before."""
+    by_class: dict[str, list[int]] = {}
+    for row in doc["rows"]:
+        c = by_class.setdefault(row["class"], [0, 0, 0])
+        c[0] += 1
+        c[1] += bool(row["passed"])
+        c[2] += bool(row["failed_before"])
+    rows = [[name, *counts] for name, counts in sorted(by_class.items())]
+    rows.append(["all", *(sum(r[i] for r in rows) for i in (1, 2, 3))])
+    return {"columns": ["fault class", "cases", "pass", "failed before the fixes"], "rows": rows,
+            "machine": "AMD EPYC, 2 cores", "date": f"commit {doc.get('commit', '?')}",
+            "notes": (f"tests/faults (each case asserts the exit code, one error line naming the file or field, no "
+                      f"partial output, earlier outputs intact); 'before' = commit {doc.get('before_commit', '?')}. "
+                      "Per case: benchmarks/results/fault_cases.json, made by tests/faults/make_table.py.")}
+
+
 def update(readme_text: str, results: dict[str, dict]) -> tuple[str, list[str]]:
     """Replace each marked block; returns the new text and the names without markers."""
     missing = []
@@ -90,8 +108,11 @@ def load_results(results_dir: Path) -> dict[str, dict]:
 def documents(results: dict[str, dict], root: Path = ROOT) -> dict[Path, dict[str, dict]]:
     """Which tables go into which document: the headline into README.md, every results file into
     benchmarks/README.md."""
-    return {root / "README.md": {"headline": headline(results[HEADLINE_SOURCE])},
-            root / "benchmarks" / "README.md": results}
+    readme = {"headline": headline(results[HEADLINE_SOURCE])}
+    if "fault_cases" in results:
+        readme["fault_cases"] = fault_summary(results["fault_cases"])
+    return {root / "README.md": readme,
+            root / "benchmarks" / "README.md": {k: v for k, v in results.items() if k != "fault_cases"}}
 
 
 def main() -> int:

@@ -46,3 +46,13 @@ def test_every_results_file_is_rendered_and_current():
         new, missing = make_tables.update(text, tables)
         assert missing == [], f"{path}: no table markers for {missing} (render them or delete the results file)"
         assert new == text, f"{path} is stale: run `make tables`"
+
+
+def test_fault_summary_counts_cases_per_class():
+    doc = {"commit": "abc", "before_commit": "def",
+           "rows": [{"class": "bad params", "passed": True, "failed_before": True},
+                    {"class": "bad params", "passed": True, "failed_before": False},
+                    {"class": "interrupt", "passed": False, "failed_before": True}]}
+    table = make_tables.fault_summary(doc)
+    assert table["rows"] == [["bad params", 2, 2, 1], ["interrupt", 1, 0, 1], ["all", 3, 2, 2]]
+    assert "def" in table["notes"]
