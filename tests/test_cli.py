@@ -30,3 +30,20 @@ def test_index_and_split_commands(mini_refer, tmp_path, capsys):
 def test_console_script_runs_as_module():
     res = subprocess.run([sys.executable, "-m", "semires", "--help"], check=False, capture_output=True, text=True)
     assert res.returncode == 0 and "data" in res.stdout
+
+
+def test_a_refused_checkpoint_leaves_nothing_in_the_evaluation_folder(tmp_path, capsys):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"format": 1, "x": Payload()}))
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--index", str(tmp_path / "index.json"), "--checkpoint", str(bad), "--out", str(out),
+                 "--params", str(tmp_path / "absent.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "evil.pt" in err[0] and "refused" in err[0]
+    assert not out.exists()  # no mlflow.db, no folder

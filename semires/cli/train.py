@@ -62,7 +62,9 @@ def evaluate(
 ) -> None:
     """Evaluate a model on every expression of the held-out splits (mIoU, oIoU, prec@X) with overlays."""
     from semires.eval.evaluate import evaluate_checkpoint
+    from semires.train.checkpoint import read_model_file
 
+    read_model_file(checkpoint)  # a missing or refused file fails here, before the tracker writes anything into out
     tracker = Tracker(section(load_params(params), "mlflow", TrackingConfig), out)
     wanted = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
     with tracker.run("evaluate", {"semires.checkpoint": str(checkpoint)}) as trk:
