@@ -127,7 +127,7 @@ def summary_markdown(summary: dict, m: dict[str, dict]) -> str:
               f"- pseudo-labels: {int(m.get('pseudo_label', {}).get('expressions', 0))} unlabeled expressions",
               (f"- refinement: match rate {r.get('match_rate', float('nan')):.1f}%, pseudo-label mIoU "
                f"{r.get('pseudo.before.mIoU', float('nan')):.2f} -> {r.get('pseudo.after.mIoU', float('nan')):.2f}")]
-    if "val.mIoU" in ev and "val.mIoU" in b:
+    if "val.mIoU" in ev and "val.mIoU" in b and "teacher.val.mIoU" not in ev:  # else the side-by-side says it
         lines.append(f"- student vs teacher on val: {ev['val.mIoU'] - b['val.mIoU']:+.2f} mIoU")
     return "\n".join(lines) + "\n"
 

@@ -75,6 +75,7 @@ def test_report_puts_the_student_beside_supervised_only_on_the_same_splits():
          "burn_in": {"val.mIoU": 45.0, "val.oIoU": 55.0}}
     text = summary_markdown({"label_ratio": 0.1}, m)
     assert "| val | 42.00 | 50.00 | +8.00 |" in text and "| teacher |" not in text
+    assert "student vs teacher" not in text  # one comparison, on the same split
     got = scores(m)  # the full-split teacher score wins over the burn-in's val-subset one
     assert got["teacher.val.mIoU"] == 42.0 and got["gain.val.mIoU"] == 8.0 and "student.teacher.mIoU" not in got
 
