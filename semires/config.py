@@ -21,6 +21,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
+class TrainingRuntime(Section):
+    """Where and how a training loop runs: the fields every training section shares (burn_in, semi,
+    pretrain). None of them changes what is learnt beyond float rounding."""
+
+    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast: auto = on CUDA only")
+    device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
+    threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; None = torch's default")
+    deterministic: bool = Field(True, description="deterministic kernels (CPU runs then resume bit-exactly)")
+
+
 class SynthConfig(Section):
     """RefShapes generation (see :mod:`semires.data.synthetic`)."""
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from semires.config import Section
+from semires.config import TrainingRuntime
 
 
-class PretrainConfig(Section):
+class PretrainConfig(TrainingRuntime):
     """Pretraining of the vision backbone on a generated RefShapes pool of its own.
 
     It stands in for LAVT's ImageNet-pretrained Swin: the pool is drawn with its own seed (so no image
@@ -38,7 +36,3 @@ class PretrainConfig(Section):
     eval_every: int = Field(500, ge=1, description="evaluate the pretext metric every N steps (and at the end)")
     checkpoint_every: int = Field(250, ge=0, description="save last.pt every N steps (0 = at evaluations only)")
     log_every: int = Field(50, ge=1)
-    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast: auto = on CUDA only")
-    device: str = Field("auto", description="auto (cuda when available), cpu, cuda ...")
-    threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; None = torch's default")
-    deterministic: bool = Field(True, description="deterministic kernels (CPU runs resume bit-exactly)")

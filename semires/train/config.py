@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from semires.config import Section
+from semires.config import TrainingRuntime
 
 
-class BurnInConfig(Section):
+class BurnInConfig(TrainingRuntime):
     """Supervised training on the labeled split (SemiRES' burn-in stage; LAVT's recipe).
 
     Defaults are tuned for the CPU RefShapes benchmark; the paper's GPU setting is noted per field.
@@ -51,10 +49,6 @@ class BurnInConfig(Section):
     eval_batch_size: int = Field(32, ge=1)
     checkpoint_every: int = Field(100, ge=0, description="also save last.pt every N steps (0 = at epoch ends only)")
     log_every: int = Field(20, ge=1, description="log the training loss every N steps")
-    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast: auto = on CUDA only")
-    device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1 ...")
-    threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; None = torch's default")
-    deterministic: bool = Field(True, description="deterministic kernels (CPU runs then resume bit-exactly)")
     channels_last: bool = Field(False, description="keep conv weights and image batches channels-last (NHWC), "
                                 "oneDNN's preferred layout on the CPU; results differ from NCHW only by float "
                                 "rounding")

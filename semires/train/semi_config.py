@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from semires.config import Section
+from semires.config import TrainingRuntime
 
 
-class SemiConfig(Section):
+class SemiConfig(TrainingRuntime):
     """Mean-teacher training of the student from the burn-in checkpoint.
 
     mode:
@@ -90,10 +90,6 @@ class SemiConfig(Section):
     eval_batch_size: int = Field(32, ge=1)
     checkpoint_every: int = Field(100, ge=0, description="also save last.pt every N steps (0 = at evaluations only)")
     log_every: int = Field(20, ge=1)
-    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast: auto = on CUDA only")
-    device: str = Field("auto", description="auto (cuda when available), cpu, cuda ...")
-    threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; None = torch's default")
-    deterministic: bool = Field(True, description="deterministic kernels (CPU runs resume bit-exactly)")
     num_workers: int = Field(0, ge=0, description="DataLoader workers per loader")
     cache_images: bool = Field(True, description="keep resized images and masks in memory")
     overlays: int = Field(12, ge=0, description="val predictions of the kept teacher drawn into overlays")
