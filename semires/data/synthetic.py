@@ -27,6 +27,7 @@ split assignment from ``default_rng([seed, 0])``, so the worker count never chan
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,6 +35,7 @@ import math
 import multiprocessing as mp
 import os
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,6 +285,26 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start processes inside this block with SIGINT ignored from their first instruction: an ignored
+    disposition survives spawn's exec, and Python then installs no KeyboardInterrupt handler, so a
+    Ctrl-C to the process group cannot interrupt a worker while it is still importing (before
+    ``_ignore_sigint`` runs as its initializer). The parent's own handler is back once the block ends;
+    outside the main thread (where handlers cannot be set) the initializer alone applies."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def generate(out_dir: str | Path, preset: str = "default", seed: int = 0, num_images: int | None = None,
              image_size: int | None = None, workers: int | None = None, progress: bool = True,
              spec: SynthSpec | None = None) -> Path:
@@ -313,7 +335,9 @@ def generate(out_dir: str | Path, preset: str = "default", seed: int = 0, num_im
         else:
             # spawn: never fork a parent that may hold torch / OpenMP threads
             # workers ignore Ctrl-C: the parent alone reports it (one line) and stops the pool
-            with mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
+            with _children_ignore_sigint():
+                pool = mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
+            with pool:
                 results = list(tqdm(pool.imap(_work, tasks, chunksize=8), **bar))
         instances, refs, counts = _assemble(results, spec.image_size)
         io.write_json(tmp / "instances.json", instances, indent=None)

@@ -274,3 +274,28 @@ def test_world_matches_independent_semantics_on_random_layouts():
             for m in meanings:
                 assert _refers_to(m, objs, 128) == [target]
                 assert world.selects(m) == target
+
+
+def _sigint_disposition(queue) -> None:
+    import signal
+
+    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+def test_pool_workers_ignore_ctrl_c_from_their_first_instruction():
+    """A Ctrl-C to the process group while a worker is still importing must not print a traceback:
+    workers started inside the block inherit SIGINT ignored across spawn's exec (no initializer here)."""
+    import multiprocessing as mp
+    import signal
+
+    from semires.data.synthetic import _children_ignore_sigint
+
+    ctx = mp.get_context("spawn")
+    before = signal.getsignal(signal.SIGINT)
+    queue = ctx.Queue()
+    with _children_ignore_sigint():
+        proc = ctx.Process(target=_sigint_disposition, args=(queue,))
+        proc.start()
+    assert signal.getsignal(signal.SIGINT) is before  # the parent's handler is back
+    assert queue.get(timeout=60) is True
+    proc.join(60)
