@@ -225,9 +225,9 @@ def embedded_case(ix, out_dir: Path, label: str) -> dict:
 def _train_step_ms(size: int, batch: int = 16, steps: int = 3) -> float:
     """CPU ms per sample of one training step (forward + CE + backward + AdamW) of the model that trains on
     RefShapes by default (params.yaml: lavt_tiny, channels 32-192, decoder 64, batch 16), at ``size`` px."""
+    from semires.engine.optim import build_optimizer
     from semires.models import ModelConfig, build_model
     from semires.train.losses import segmentation_loss
-    from semires.train.optim import build_optimizer
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(random_init=True, channels=[32, 64, 128, 192], decoder_channels=64)).train()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import statistics
 import sys
@@ -98,6 +99,11 @@ BUDGETS: dict[str, dict] = {
             "semi": {"steps": 6000, "batch_size": 8, "eval_every": 1000, "val_max_expressions": 500},
             "quality_images": 600},
 }
+# the same protocol with a semi-supervised run three times as long (and the step-matched run to match):
+# does the gain over supervised-only grow with the unlabeled passes? Shares the ``cpu`` work folder
+# (data, pretrained backbone, candidates, burn-in).
+BUDGETS["cpu_long"] = {**BUDGETS["cpu"], "folder": "cpu",
+                       "semi": {**BUDGETS["cpu"]["semi"], "steps": 18000, "eval_every": 2000}}
 
 
 def burn_steps(budget: dict) -> int:
@@ -120,7 +126,7 @@ class Bench:
         self.budget_name, self.budget = budget_name, BUDGETS[budget_name]
         # another label ratio than the budget's headline one: its runs go to runs/<ratio>_s<seed>
         self.ratio = self.budget["ratio"] if ratio is None else ratio
-        self.work = work / budget_name
+        self.work = work / self.budget.get("folder", budget_name)
         self.threads = threads
         # the data is drawn once per work folder: later runs of the bench keep measuring the same images
         index_path = self.work / "index.json"
@@ -300,7 +306,8 @@ def collect(bench: Bench, ratio_folder: bool = False) -> dict:
                 continue
             m = io.read_json(run / "metrics.json")
             found.setdefault(arm, {})[seed] = {"eval": io.read_json(ev)["splits"], "train_s": m.get("train_s"),
-                                               "steps": m.get("steps"), "train_log": m.get("train_log")}
+                                               "steps": m.get("steps"), "train_log": m.get("train_log"),
+                                               "history": m.get("history")}
     return found
 
 
@@ -352,9 +359,9 @@ def pseudo_label_table(bench: Bench, seed: int) -> list[list]:
     scratch and the one from the pretrained backbone. "ref consensus" averages the teacher's
     probabilities over every sentence of the ref before refining."""
     from semires.candidates.store import CandidateStore
+    from semires.engine.transforms import resize_mask
     from semires.pseudo.shards import PseudoStore
     from semires.refine import CandidateBatch, refine
-    from semires.train.transforms import resize_mask
 
     store_c = CandidateStore(bench.candidates(), cache_size=64)
     variants = {"teacher": (RefineConfig(strategy="none", pwa=False), False),
@@ -393,13 +400,54 @@ def pseudo_label_table(bench: Bench, seed: int) -> list[list]:
     return rows
 
 
+def carried_over(path: Path, bench: Bench, runs: dict) -> dict:
+    """The runs of an earlier report at ``path`` (another machine's work folder) that this work folder
+    lacks, when both measured the same data with the same budget: results accumulate across machines
+    and sessions, and a run finished here replaces the earlier one of its arm and seed."""
+    if not path.is_file():
+        return {}
+    old = io.read_json(path)
+    same = (old.get("data_checksum") == bench.data_sum
+            and old.get("budget_settings") == json.loads(json.dumps(bench.budget)))
+    if not same:
+        print(f"{path}: measured other data or another budget; its runs are not carried over", flush=True)
+        return {}
+    out: dict[str, dict[int, dict]] = {}
+    for r in old.get("raw", []):
+        if r["seed"] not in runs.get(r["arm"], {}):
+            out.setdefault(r["arm"], {})[r["seed"]] = {"eval": r["eval"], "train_s": r["train_s"],
+                                                       "steps": r["steps"], "mechanism": r.get("mechanism", {}),
+                                                       "carried": True}
+    return out
+
+
+def val_curves(runs: dict, seed: int = 0) -> dict[str, list[list[float]]]:
+    """Per arm, the kept model's val mIoU (on ``val_max_expressions``) at each evaluation of its run:
+    [[step, mIoU], ...], counting the burn-in's steps in for the semi-supervised arms."""
+    offset = None
+    if seed in runs.get("burn_in", {}) and runs["burn_in"][seed].get("steps"):
+        offset = runs["burn_in"][seed]["steps"]
+    out = {}
+    for arm, by_seed in runs.items():
+        hist = (by_seed.get(seed) or {}).get("history")
+        if not hist or arm == "burn_in_scratch":
+            continue
+        shift = (offset or 0) if arm not in SUPERVISED_ARMS else 0
+        out[arm] = [[h["step"] + shift, round(h["mIoU"], 2)] for h in hist]
+    return out
+
+
 def report(bench: Bench, out_dir: Path) -> list[Path]:
+    name = "gain_bench" if bench.budget_name == "cpu" else f"gain_bench_{bench.budget_name}"
     runs = collect(bench)
+    for arm, by_seed in carried_over(out_dir / f"{name}.json", bench, runs).items():
+        runs.setdefault(arm, {}).update(by_seed)
     if not runs:
         raise SystemExit("no finished run in " + str(bench.work))
     b = bench.budget
     raw = [{"arm": arm, "seed": s, "eval": r["eval"], "train_s": r["train_s"], "steps": r["steps"],
-            "mechanism": _train_summary(r)} for arm, by_seed in runs.items() for s, r in sorted(by_seed.items())]
+            "mechanism": r["mechanism"] if r.get("carried") else _train_summary(r)}
+           for arm, by_seed in runs.items() for s, r in sorted(by_seed.items())]
     ratio_rows = []
     for folder in sorted((bench.work / "runs").glob("*pct_s*")):
         ratio = float(folder.name.split("pct_")[0]) / 100
@@ -408,13 +456,14 @@ def report(bench: Bench, out_dir: Path) -> list[Path]:
             ratio_rows.append([f"{100 * ratio:g}%", *row[:3], row[5]])
     sp = bench.split(0)
     n_expr = len(bench.index.expressions("train", sp.labeled))
-    doc = {"title": "SemiRES gain at RefCOCO's 1 % label budget (RefShapes 'headline', CPU)",
+    doc = {"title": f"SemiRES gain at RefCOCO's 1 % label budget (RefShapes 'headline', CPU, "
+                    f"{b['semi']['steps']:,}-step semi-supervised runs)",
            "columns": ["variant", "seeds", "val mIoU", "testA mIoU", "testB mIoU", "val vs burn-in",
                        "val vs step-matched supervised"],
            "rows": arm_rows(runs), "raw": raw, "ratio_rows": ratio_rows, "budget": bench.budget_name,
            "gradient_share_first_steps": (io.read_json(bench.work / "diagnostics" / "gradient_share.json")
                                           if (bench.work / "diagnostics" / "gradient_share.json").is_file() else None),
-           "budget_settings": b, "data_checksum": bench.data_sum,
+           "budget_settings": b, "data_checksum": bench.data_sum, "val_curves_seed0": val_curves(runs),
            "notes": (f"RefShapes '{b['preset']}': {b['ratio']:.0%} of the train images labeled ({len(sp.labeled)} "
                      f"images, {n_expr} expressions; RefCOCO 1 %: 169 and 1,222), {len(sp.unlabeled)} unlabeled. "
                      f"lavt_tiny at {b['burn_in']['image_size']} px; backbone pretrained on a disjoint pool "
@@ -428,8 +477,14 @@ def report(bench: Bench, out_dir: Path) -> list[Path]:
                      "expression. Mean ± standard deviation over label-split seeds; deltas paired by seed."),
            "machine": describe("cpu", bench.threads) + " (two runs at a time, shared machine)",
            "date": dt.date.today().isoformat()}
-    name = "gain_bench" if bench.budget_name == "cpu" else f"gain_bench_{bench.budget_name}"
     paths = [io.write_json(out_dir / f"{name}.json", doc)]
+    if doc["val_curves_seed0"]:
+        from semires.viz import save_curves
+
+        paths.append(save_curves(out_dir / f"{name}_curves.png",
+                                 {LABELS[a]: pts for a, pts in doc["val_curves_seed0"].items()},
+                                 title="val mIoU of the kept model's run (val subset) against optimizer "
+                                       "steps, seed 0"))
     rows = pseudo_label_table(bench, 0)
     if rows:
         paths.append(io.write_json(out_dir / f"{name}_pseudo_labels.json", {

@@ -31,7 +31,7 @@ import torch
 from semires.models import ModelConfig, build_model
 from semires.train.config import BurnInConfig
 from semires.train.losses import supervised_loss
-from semires.train.optim import build_optimizer, build_scheduler
+from semires.engine.optim import build_optimizer, build_scheduler
 
 import os
 

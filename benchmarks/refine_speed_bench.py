@@ -118,7 +118,7 @@ def store_inputs(store_dir: Path, index_path: Path, b: int, k: int, side: int, s
     refs = [r for r in index.refs.values() if int(r["image_id"]) in store]
     pick = rng.choice(len(refs), b, replace=False)
     pseudo, prob, stacks = [], [], []
-    from semires.train.transforms import resize_mask
+    from semires.engine.transforms import resize_mask
 
     for i in pick:
         truth = resize_mask(index.ref_mask(int(refs[i]["ref_id"])), side)

@@ -28,11 +28,11 @@ from supervised_bench import (  # run as a script, this folder is on sys.path
 )
 
 from semires import io
+from semires.engine.optim import build_optimizer
+from semires.engine.runtime import amp_dtype, autocast, memory_format
 from semires.hardware import cpu_amp, load_averages
 from semires.models import ModelConfig, build_model, load_tokenizer, tokenize
 from semires.train.losses import category_loss, supervised_loss
-from semires.train.optim import build_optimizer
-from semires.train.runtime import amp_dtype, autocast, memory_format
 
 SENTENCES = ["the small red star left of the ring", "the big blue thing in between the star and the green shape",
              "the highest green star", "the medium-sized object on the left of the red thing"]

@@ -189,10 +189,10 @@ def log_model_file(cfg: TrackingConfig, run_id: str, model_file: str | Path, ind
     expressions of ``split`` as the input example. Returns the model URI (None when disabled).
     """
     from semires.data.index import RefIndex
+    from semires.engine.checkpoint import load_model
+    from semires.engine.dataset import ExpressionDataset
     from semires.models import load_tokenizer
     from semires.tracking import Tracker
-    from semires.train.checkpoint import load_model
-    from semires.train.dataset import ExpressionDataset
 
     model, model_cfg, info = load_model(model_file, "cpu")
     ds = ExpressionDataset.from_split(RefIndex.load(index_path), load_tokenizer(model_cfg.text_encoder),

@@ -97,9 +97,10 @@ def save_curves(path: str | Path, left: dict[str, Sequence[Sequence[float]]],
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, pts in left.items():
+    for (name, pts), color in zip(left.items(), ("tab:blue", "tab:purple", "tab:brown", "tab:gray", "tab:olive",
+                                                 "tab:cyan")):
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, color="tab:blue")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, color=color)
     ax.set_xlabel("step")
     ax.set_ylabel(", ".join(left))
     handles, labels = ax.get_legend_handles_labels()

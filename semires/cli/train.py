@@ -61,8 +61,8 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Evaluate a model on every expression of the held-out splits (mIoU, oIoU, prec@X) with overlays."""
+    from semires.engine.checkpoint import read_model_file
     from semires.eval.evaluate import evaluate_checkpoint
-    from semires.train.checkpoint import read_model_file
 
     read_model_file(checkpoint)  # a missing or refused file fails here, before the tracker writes anything into out
     tracker = Tracker(section(load_params(params), "mlflow", TrackingConfig), out)

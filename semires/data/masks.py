@@ -78,7 +78,7 @@ def nearest_resize(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     mode="nearest-exact")``, and ~3x faster than it on bool stacks. Any dtype; shape (h, w) = ``size``.
 
     Every mask the model is trained or scored on (truth, candidates, pseudo-labels) is resized
-    by this one function (through ``semires.train.transforms.resize_mask`` and the candidate
+    by this one function (through ``semires.engine.transforms.resize_mask`` and the candidate
     store), so that they land on the same pixels, and on pixel centres as the bilinear image
     resize does. Torch's plain "nearest" (``floor(dst * in / out)``) shifts a mask
     by half an input pixel: at 64 px from RefShapes' 128 px that cut the best candidate's IoU

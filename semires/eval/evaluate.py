@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from semires import io
 from semires.data.index import RefIndex
+from semires.engine import ddp
+from semires.engine.dataset import ExpressionDataset, batch_loader
+from semires.engine.runtime import amp_dtype, autocast
+from semires.engine.transforms import logits_to_masks
 from semires.errors import DataError
 from semires.eval.metrics import iou_from_counts, res_metrics_from_counts
 from semires.eval.overlays import PredictionSample, pick_indices, save_overlays
-from semires.train import ddp
-from semires.train.dataset import ExpressionDataset, batch_loader
-from semires.train.runtime import amp_dtype, autocast
-from semires.train.transforms import logits_to_masks
 
 EVAL_SPLITS = ("val", "test", "testA", "testB", "testC")
 
@@ -147,8 +147,8 @@ def evaluate_checkpoint(index_path: str | Path, checkpoint: str | Path, out_dir:
     "model", "splits": {split: {"n", "mIoU", "oIoU", "prec@0.5", ...}}}, ``per_expression.json``
     and ``overlays_<split>.png``. ``image_size`` defaults to the one the model was trained at.
     """
+    from semires.engine.checkpoint import load_model
     from semires.models import load_tokenizer
-    from semires.train.checkpoint import load_model
 
     out_dir, checkpoint = Path(out_dir), Path(checkpoint)
     digest = io.sha256_file(checkpoint) if checkpoint.is_file() else None

@@ -17,7 +17,7 @@ class LAVT(nn.Module):
     """Referring segmentation: pixel-word fusion after the backbone stages (all by default), then a decoder.
 
     forward(images, input_ids, attention_mask) -> logits
-        images: (B, 3, H, W) float32, ImageNet-normalised (see :mod:`semires.train.transforms`).
+        images: (B, 3, H, W) float32, ImageNet-normalised (see :mod:`semires.engine.transforms`).
         input_ids: (B, L) int64 token ids; attention_mask: (B, L) int64 in {0, 1} (1 = real token).
         logits: (B, 2, H, W) float32 (also under autocast), class 1 = "the referred object"; argmax
             over dim 1 gives the mask.

@@ -14,9 +14,9 @@ import torch
 
 from semires.data import masks as mask_codec
 from semires.data.refer import Refer
+from semires.engine.transforms import normalize, resize_image, resize_mask
 from semires.errors import DataError
 from semires.models.category_head import category_lookup
-from semires.train.transforms import normalize, resize_image, resize_mask
 
 
 class CategoryPool:

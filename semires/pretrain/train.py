@@ -23,10 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from semires import io
 from semires.data.synthetic import generate
+from semires.engine import ddp
+from semires.engine.loop import TRAIN_LOG, StepLoop, elapsed
+from semires.engine.optim import build_optimizer, build_scheduler
+from semires.engine.runtime import amp_dtype, autocast, configure, seed_everything
 from semires.errors import SemiresError
 from semires.models import ModelConfig
 from semires.models.backbones import BACKBONE_FORMAT, ConvBackbone
@@ -35,10 +38,6 @@ from semires.models.resize import resize_bilinear
 from semires.pretrain.config import PretrainConfig
 from semires.pretrain.pool import CategoryPool
 from semires.tracking import Tracker, TrackingConfig
-from semires.train import ddp
-from semires.train.checkpoint import start_or_resume
-from semires.train.optim import build_optimizer, build_scheduler
-from semires.train.runtime import amp_dtype, autocast, configure, seed_everything
 
 WEIGHTS = "backbone.safetensors"
 RESUME_FREE = {"threads", "device", "log_every", "checkpoint_every"}
@@ -148,68 +147,55 @@ def run_pretrain(out_dir: str | Path, model_cfg: ModelConfig, cfg: PretrainConfi
     weights[0] = cfg.background_weight
     val_rows = list(range(len(pool) - cfg.val_images, len(pool)))
     n_train = len(pool) - cfg.val_images
-    state: dict = {"history": [], "losses": [], "run_id": None, "train_s": 0.0}
-    last = out_dir / "last.pt"
-    step, checkpoint = start_or_resume(out_dir, model=net, optimizer=optimizer, scheduler=scheduler, device=device,
-                                       config=resolved,
-                                       check_config=lambda saved, path: _check_same(saved, resolved, path),
-                                       state=state)
+    state: dict = {"history": []}
+    loop = StepLoop(out_dir, model=net, optimizer=optimizer, scheduler=scheduler, device=device, config=resolved,
+                    check_config=lambda saved, path: _check_same(saved, resolved, path), state=state)
 
+    def batches(step: int, stop: int):
+        for at in range(step, stop):  # each step's rows follow from (seed, step): resumable anywhere
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + at)
+            yield pool.batch(torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy())
+
+    def train_step(batch, step: int) -> dict:
+        images, maps = batch
+        with autocast(device, dtype):
+            logits = net(images.to(device))
+        loss = F.cross_entropy(logits.float(), maps.to(device), weight=weights)
+        if not math.isfinite(float(loss.detach())):
+            raise SemiresError(f"pretraining diverged at step {step + 1} (loss {float(loss)})", loop.resumable,
+                               "lower pretrain.lr; the run resumes from last.pt")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return {"loss": float(loss.detach())}
+
+    def evaluate(step: int) -> None:
+        m = evaluate_pool(net, pool, val_rows, 64, device, dtype)
+        state["history"].append({"step": step, **m})
+        trk.log_metrics(m, step, prefix="pool_val.")
 
     with Tracker(tracking, out_dir).run("pretrain", {"semires.stage": "pretrain"}, run_id=state["run_id"]) as trk:
         state["run_id"] = trk.run_id
         trk.log_params(resolved)
-        bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not progress)
-        t0, window = time.perf_counter(), []
-        while step < cfg.steps:
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            rows = torch.randint(0, n_train, (cfg.batch_size,), generator=gen).numpy()
-            images, maps = pool.batch(rows)
-            with autocast(device, dtype):
-                logits = net(images.to(device))
-            loss = F.cross_entropy(logits.float(), maps.to(device), weight=weights)
-            if not math.isfinite(float(loss.detach())):
-                raise SemiresError(f"pretraining diverged at step {step + 1} (loss {float(loss)})", last,
-                                   "lower pretrain.lr; the run resumes from last.pt")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            window.append(float(loss.detach()))
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                state["losses"].append([step, sum(window) / len(window)])
-                trk.log_metrics({"train.loss": state["losses"][-1][1], "train.lr": scheduler.get_last_lr()[0]}, step)
-                bar.set_postfix(loss=f"{state['losses'][-1][1]:.3f}")
-                window = []
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                m = evaluate_pool(net, pool, val_rows, 64, device, dtype)
-                state["history"].append({"step": step, **m})
-                trk.log_metrics(m, step, prefix="pool_val.")
-                checkpoint(step)
-            elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                checkpoint(step)
-            if step_hook is not None:
-                step_hook(step)
-        bar.close()
-        state["train_s"] += time.perf_counter() - t0
+        loop.run(trk, total=cfg.steps, segment_end=lambda step: (step // cfg.eval_every + 1) * cfg.eval_every,
+                 batches=batches, train_step=train_step, after_segment=evaluate, log_every=cfg.log_every,
+                 checkpoint_every=cfg.checkpoint_every, progress=progress,
+                 desc=lambda step, stop: f"pretrain {step}/{cfg.steps}", step_hook=step_hook)
         final = state["history"][-1]
         save_backbone(out_dir / WEIGHTS, net.backbone, resolved, final)
         from semires.viz import save_curves
 
-        save_curves(out_dir / "curve.png", {"train loss": state["losses"]},
+        save_curves(out_dir / "curve.png", {"train loss": [[r["step"], r["loss"]] for r in state[TRAIN_LOG]]},
                     {"pool val category mIoU": [[h["step"], h["category_mIoU"]] for h in state["history"]]},
                     title=f"backbone pretraining ({len(pool) - cfg.val_images} pool images)")
         result = {"config": resolved, "final": final, "history": state["history"], "steps": cfg.steps,
                   "pool_images": len(pool), "train_s": round(state["train_s"], 2),
-                  "wall_s_this_process": round(time.perf_counter() - t_start, 2)}
-        io.write_json(out_dir / "metrics.json", result)
-        trk.log_metrics({f"final.{k}": v for k, v in final.items()})
-        for name in (WEIGHTS, "metrics.json", "curve.png"):
-            trk.log_artifact(out_dir / name)
-    last.unlink(missing_ok=True)
-    io.mark_complete(out_dir, {"steps": cfg.steps, "category_mIoU": final["category_mIoU"]})
+                  "wall_s_this_process": elapsed(t_start)}
+        loop.finish(trk, result, metrics={f"final.{k}": v for k, v in final.items()},
+                    artifacts=(WEIGHTS, "metrics.json", "curve.png"),
+                    summary={"steps": cfg.steps, "category_mIoU": final["category_mIoU"]})
+    (out_dir / "last.pt").unlink(missing_ok=True)
     return result
 
 

@@ -35,11 +35,11 @@ def run_pseudo_label(index: RefIndex | str | Path, unlabeled: Sequence[int], che
         unlabeled: image ids to pseudo-label (the split's unlabeled.txt).
         checkpoint: the teacher (``best.safetensors`` of the burn-in stage).
     """
+    from semires.engine import ddp
+    from semires.engine.checkpoint import load_model
+    from semires.engine.dataset import ExpressionDataset
+    from semires.engine.runtime import amp_dtype
     from semires.models import load_tokenizer
-    from semires.train import ddp
-    from semires.train.checkpoint import load_model
-    from semires.train.dataset import ExpressionDataset
-    from semires.train.runtime import amp_dtype
 
     cfg = cfg or PseudoLabelConfig()
     out_dir, checkpoint = Path(out_dir), Path(checkpoint)
@@ -104,7 +104,7 @@ def _same_keys(path: Path, want: list[tuple[int, int]]) -> bool:
 
 
 def _predict_shard(model, ds, rows: list[int], path: Path, cfg: PseudoLabelConfig, device, dtype) -> None:
-    from semires.train.dataset import batch_loader
+    from semires.engine.dataset import batch_loader
 
     loader = batch_loader(ds, BatchSampler(rows, cfg.batch_size, drop_last=False), num_workers=cfg.num_workers)
     probs, masks, ref_ids, sent_ids, image_ids = [], [], [], [], []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from semires.train.runtime import autocast
-from semires.train.transforms import foreground_prob
+from semires.engine.runtime import autocast
+from semires.engine.transforms import foreground_prob
 
 
 @torch.no_grad()

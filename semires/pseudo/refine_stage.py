@@ -32,13 +32,13 @@ from tqdm import tqdm
 from semires import io
 from semires.data import masks as mask_codec
 from semires.data.index import RefIndex
+from semires.engine.transforms import resize_image, resize_mask
 from semires.errors import DataError, SemiresError
 from semires.eval.metrics import iou_from_counts, res_metrics_from_counts
 from semires.pseudo.config import RefineStageConfig
 from semires.pseudo.shards import PseudoStore, dequantize
 from semires.refine import CandidateSource, RefineConfig, gather_candidates, needs_candidates, pwa_weight, refine
 from semires.tracking import Tracker, TrackingConfig
-from semires.train.transforms import resize_image, resize_mask
 
 REFINED_FORMAT = "semires-refined/1"
 

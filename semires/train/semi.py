@@ -29,29 +29,29 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from semires import io
 from semires.data.index import RefIndex
+from semires.engine.checkpoint import load_model, load_model_file
+from semires.engine.dataset import ExpressionDataset, batch_loader, warm_text_cache
+from semires.engine.ddp import resolve_device
+from semires.engine.loop import TRAIN_LOG, StepLoop, elapsed
+from semires.engine.optim import build_optimizer, build_scheduler
+from semires.engine.runtime import amp_dtype, autocast, configure, frozen_heap, seed_everything
+from semires.engine.sampler import StreamBatchSampler
 from semires.errors import DataError, SemiresError
-from semires.eval.evaluate import draw_predictions, evaluate_model
+from semires.eval.evaluate import draw_predictions
 from semires.eval.metrics import intersection_union
 from semires.models import load_tokenizer
 from semires.pseudo.predict import ref_consensus, teacher_predict
 from semires.refine import CandidateSource, RefineConfig, refine
 from semires.refine.atoms import pack_for_device
 from semires.tracking import Tracker, TrackingConfig
-from semires.train import ddp
-from semires.train.checkpoint import load_model, load_model_file, save_model, start_or_resume
-from semires.train.dataset import ExpressionDataset, batch_loader
 from semires.train.ema import MeanTeacher
+from semires.train.evaluation import keep_best
 from semires.train.losses import check_finite, segmentation_loss, supervised_loss
-from semires.train.optim import build_optimizer, build_scheduler
-from semires.train.runtime import amp_dtype, autocast, configure, frozen_heap, seed_everything
-from semires.train.sampler import StreamBatchSampler
 from semires.train.semi_config import SemiConfig
 from semires.train.semi_data import UnlabeledDataset, collate_unlabeled
-from semires.train.supervised import warm_text_cache
 from semires.train.views import normalize_batch, step_generator, strong_view, weak_view
 
 # semi fields that may change between a run and its resume without changing the result
@@ -186,7 +186,7 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
         raise SemiresError("semi.min_confidence filters the online teacher's pseudo-labels", None,
                            "set semi.min_confidence: 0 for self_training, or use semi.mode: online")
     t_start = time.perf_counter()
-    device = ddp.resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     configure(device, cfg.deterministic, cfg.threads)
     dtype = amp_dtype(device, cfg.amp)
     index = index if isinstance(index, RefIndex) else RefIndex.load(index)
@@ -227,51 +227,43 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
     resolved = _resolved(model_cfg, cfg, refine_cfg, index, labeled, unlabeled, burn_in, sources)
     resolved["effective"] = effective
 
-    last = out_dir / "last.pt"
-    state = {"best": None, "best_step": None, "history": [], "run_id": None, "train_s": 0.0}
-    step, checkpoint = start_or_resume(out_dir, model=pair, optimizer=optimizer, scheduler=scheduler, device=device,
-                                       config=resolved,
-                                       check_config=lambda saved, path: _check_resume(saved, resolved, path),
-                                       state=state)
+    state = {"best": None, "best_step": None, "history": []}
+    loop = StepLoop(out_dir, model=pair, optimizer=optimizer, scheduler=scheduler, device=device, config=resolved,
+                    check_config=lambda saved, path: _check_resume(saved, resolved, path), state=state)
+
+    def batches(step: int, stop: int):
+        return zip(batch_loader(lab_ds, StreamBatchSampler(len(lab_ds), cfg.batch_size, cfg.seed, step, stop),
+                                num_workers=cfg.num_workers),
+                   DataLoader(unl_ds, batch_sampler=StreamBatchSampler(len(unl_ds), cfg.unlabeled_batch, cfg.seed + 1,
+                                                                       step, stop),
+                              num_workers=cfg.num_workers, collate_fn=collate_unlabeled))
+
+    def train_step(batch: tuple[dict, dict], step: int) -> dict:
+        lab, unl = batch
+        return _step(pair, optimizer, scheduler, lab, unl, cfg, effective, refine_cfg, online, size, device, dtype,
+                     step, loop.resumable)
+
+    def evaluate(step: int) -> None:
+        keep_best(pair.teacher, val_ds, step=step, state=state, key=("best_step", step), out_dir=out_dir,
+                  model_cfg=model_cfg, info={"image_size": size, "role": "ema_teacher"}, trk=trk,
+                  val_split=cfg.val_split, batch_size=cfg.eval_batch_size, device=device, dtype=dtype,
+                  progress=progress, desc=f"val step {step}")
+
     tracker = Tracker(tracking, out_dir)
     tags = {"semires.mode": cfg.mode, "semires.refine": refine_cfg.name,
             "semires.labeled_images": str(len(set(labeled)))}
-    window: dict[str, list[float]] = {}
     with frozen_heap(), tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
         state["run_id"] = trk.run_id
         trk.log_params(resolved)
-        while step < total:
-            stop = min(total, (step // cfg.eval_every + 1) * cfg.eval_every)
-            loaders = [batch_loader(lab_ds, StreamBatchSampler(len(lab_ds), cfg.batch_size, cfg.seed, step, stop),
-                                    num_workers=cfg.num_workers),
-                       DataLoader(unl_ds, batch_sampler=StreamBatchSampler(len(unl_ds), cfg.unlabeled_batch,
-                                                                           cfg.seed + 1, step, stop),
-                                  num_workers=cfg.num_workers, collate_fn=collate_unlabeled)]
-            t0 = time.perf_counter()
-            bar = tqdm(zip(*loaders), total=stop - step, desc=f"semi {step}/{total}", disable=not progress,
-                       unit="step", leave=False)
-            for lab, unl in bar:
-                parts = _step(pair, optimizer, scheduler, lab, unl, cfg, effective, refine_cfg, online, size, device,
-                              dtype, step, last)
-                step += 1
-                for k, v in parts.items():
-                    window.setdefault(k, []).append(v)
-                if step % cfg.log_every == 0 or step == stop:
-                    means = {k: sum(v) / len(v) for k, v in window.items()}
-                    window.clear()
-                    bar.set_postfix(loss=f"{means['loss']:.4f}")
-                    trk.log_metrics({f"train.{k}": v for k, v in means.items()}
-                                    | {"train.lr": scheduler.get_last_lr()[0]}, step=step)
-                    state.setdefault("train_log", []).append({"step": step, **{k: round(v, 5) for k, v in
-                                                                              means.items()}})
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < stop:
-                    checkpoint(step)
-                if step_hook is not None:
-                    step_hook(step)
-            state["train_s"] += time.perf_counter() - t0
-            _evaluate(pair.teacher, val_ds, cfg, device, dtype, progress, state, step, out_dir, model_cfg, size, trk)
-            checkpoint(step)
-        result = _finish(state, cfg, total, len(lab_ds), len(unl_ds), len(val_ds), t_start, out_dir)
+        loop.run(trk, total=total, segment_end=lambda step: (step // cfg.eval_every + 1) * cfg.eval_every,
+                 batches=batches, train_step=train_step, after_segment=evaluate, log_every=cfg.log_every,
+                 checkpoint_every=cfg.checkpoint_every, progress=progress,
+                 desc=lambda step, stop: f"semi {step}/{total}", step_hook=step_hook)
+        result = {"best_step": state["best_step"], "best": state["best"], "train_log": state.get(TRAIN_LOG, []),
+                  "last": state["history"][-1] if state["history"] else None, "history": state["history"],
+                  "steps": total, "mode": cfg.mode, "labeled_expressions": len(lab_ds),
+                  "unlabeled_expressions": len(unl_ds), "val_expressions": len(val_ds),
+                  "train_s": round(state["train_s"], 2), "wall_s_this_process": elapsed(t_start)}
         if (out_dir / "best.safetensors").is_file():
             # the kept teacher's predictions, drawn once (its weights replace the teacher's: training is over)
             load_model_file(pair.teacher, out_dir / "best.safetensors")
@@ -279,16 +271,15 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
             draw_predictions(pair.teacher, val_ds, cfg.overlays, out_dir / f"overlays_{cfg.val_split}.png",
                              f"teacher, {cfg.val_split} step {state['best_step']}: mIoU {m['mIoU']:.1f}, "
                              f"oIoU {m['oIoU']:.1f}", batch_size=cfg.eval_batch_size, device=device, dtype=dtype)
-        trk.log_metrics({f"best.{k}": v for k, v in (state["best"] or {}).items()})
-        for name in ("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors", "config.json"):
-            trk.log_artifact(out_dir / name)
-    io.mark_complete(out_dir, {"steps": total, "best_val_oIoU": (state["best"] or {}).get("oIoU")})
-    return result
+        return loop.finish(trk, result, metrics={f"best.{k}": v for k, v in (state["best"] or {}).items()},
+                           artifacts=("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors",
+                                      "config.json"),
+                           summary={"steps": total, "best_val_oIoU": (state["best"] or {}).get("oIoU")})
 
 
 def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: SemiConfig, effective: dict,
           refine_cfg: RefineConfig, online: bool, size: int, device, dtype, step: int,
-          last: Path) -> dict[str, float]:
+          last: Path | None) -> dict[str, float]:
     gen = step_generator(cfg.seed, step)
     raw = unl["raw"].to(device).float().div_(255.0)
     weak = weak_view(raw, gen, cfg.blur_p, (cfg.blur_sigma[0] * size, cfg.blur_sigma[1] * size))
@@ -330,7 +321,7 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
     else:  # no confident sample: a zero that keeps the graph (and DDP's gradient buckets) whole
         l_unsup = logits[b:].float().sum() * 0.0
     loss = effective["sup_weight"] * l_sup + cfg.unsup_lambda * l_unsup
-    check_finite(loss, step + 1, last if last.is_file() else None)
+    check_finite(loss, step + 1, last)
     optimizer.zero_grad(set_to_none=True)
     shares = (gradient_share(pair.student, effective["sup_weight"] * l_sup, cfg.unsup_lambda * l_unsup)
               if (step + 1) % cfg.log_every == 0 else {})
@@ -368,27 +359,3 @@ def gradient_share(model: torch.nn.Module, sup: torch.Tensor, unsup: torch.Tenso
     cos = float(flat_s @ flat_u) / max(n_s * n_u, 1e-30)
     return {"grad_norm_sup": n_s, "grad_norm_unsup": n_u, "grad_share_unsup": n_u / max(n_s + n_u, 1e-30),
             "grad_cosine": cos}
-
-
-def _evaluate(teacher, val_ds, cfg: SemiConfig, device, dtype, progress: bool, state: dict, step: int, out_dir: Path,
-              model_cfg, size: int, trk: Tracker) -> None:
-    res = evaluate_model(teacher, val_ds, batch_size=cfg.eval_batch_size, device=device, dtype=dtype,
-                         progress=progress, desc=f"val step {step}")
-    m = res.metrics
-    state["history"].append({"step": step, **m})
-    trk.log_metrics(m, step=step, prefix=f"{cfg.val_split}.")
-    if state["best"] is None or m["oIoU"] > state["best"]["oIoU"]:
-        state["best"], state["best_step"] = dict(m), step
-        save_model(out_dir / "best.safetensors", teacher, model_cfg,
-                   {"image_size": size, "step": step, "val_split": cfg.val_split, "val": m, "role": "ema_teacher"})
-
-
-def _finish(state: dict, cfg: SemiConfig, total: int, n_lab: int, n_unl: int, n_val: int, t_start: float,
-            out_dir: Path) -> dict:
-    result = {"best_step": state["best_step"], "best": state["best"], "train_log": state.get("train_log", []),
-              "last": state["history"][-1] if state["history"] else None, "history": state["history"],
-              "steps": total, "mode": cfg.mode, "labeled_expressions": n_lab, "unlabeled_expressions": n_unl,
-              "val_expressions": n_val, "train_s": round(state["train_s"], 2),
-              "wall_s_this_process": round(time.perf_counter() - t_start, 2)}
-    io.write_json(out_dir / "metrics.json", result)
-    return result

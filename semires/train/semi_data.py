@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from semires.engine.dataset import ExpressionDataset
 from semires.errors import DataError
 from semires.pseudo.refine_stage import load_refined, refined_target
 from semires.pseudo.shards import PseudoStore
 from semires.refine import AtomCandidates, CandidateSource
-from semires.train.dataset import ExpressionDataset
 
 MAX_DECODED_BYTES = 2 << 30  # self-training keeps all probability shards decoded up to this size
 

@@ -23,31 +23,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from semires import io
 from semires.data.index import RefIndex
 from semires.data.splits import read_ids
+from semires.engine import ddp
+from semires.engine.checkpoint import load_model_file
+from semires.engine.dataset import ExpressionDataset, batch_loader, warm_text_cache
+from semires.engine.loop import StepLoop, elapsed
+from semires.engine.optim import build_optimizer, build_scheduler
+from semires.engine.runtime import amp_dtype, autocast, configure, frozen_heap, memory_format, seed_everything
+from semires.engine.sampler import StreamBatchSampler, steps_per_epoch
 from semires.errors import DataError, SemiresError
-from semires.eval.evaluate import draw_predictions, evaluate_model
+from semires.eval.evaluate import draw_predictions
 from semires.models import ModelConfig, build_model, load_tokenizer
 from semires.models.category_head import category_lookup
 from semires.tracking import Tracker, TrackingConfig
-from semires.train import ddp
-from semires.train.checkpoint import (
-    load_checkpoint,
-    load_model_file,
-    load_model_state,
-    restore_rng,
-    save_checkpoint,
-    save_model,
-)
 from semires.train.config import BurnInConfig
-from semires.train.dataset import ExpressionDataset, batch_loader
+from semires.train.evaluation import keep_best
 from semires.train.losses import category_loss, check_finite, supervised_loss
-from semires.train.optim import build_optimizer, build_scheduler
-from semires.train.runtime import amp_dtype, autocast, configure, frozen_heap, memory_format, seed_everything
-from semires.train.sampler import StreamBatchSampler, steps_per_epoch
 
 # burn_in fields that may change between a run and its resume without changing the result
 RESUME_FREE = {"num_workers", "threads", "log_every", "eval_batch_size", "device", "checkpoint_every",
@@ -61,32 +55,6 @@ def resolve_labeled(spec: str | Path) -> list[int] | None:
         return None
     p = Path(spec)
     return read_ids(p / "labeled.txt" if p.is_dir() else p)
-
-
-def warm_text_cache(model: torch.nn.Module, *datasets: ExpressionDataset, dtype: torch.dtype | None = None) -> None:
-    """Encode every distinct sentence once, in a fixed order, so cached features never depend on
-    which batch first met a sentence (this keeps resumed runs bit-identical).
-
-    ``dtype``: the training's autocast dtype (None = full precision). The features are those an
-    autocast forward would compute, and in bf16 the encoding takes half the time (about 7 of 15 s
-    for RefShapes' 8.8k sentences on 2 CPU cores).
-    """
-    text = getattr(model, "text", None)
-    if text is None or not getattr(text, "use_cache", False):
-        return
-    seen: dict[bytes, int] = {}
-    rows_ids, rows_mask = [], []
-    for ds in datasets:
-        for ids, mask in zip(ds.input_ids, ds.attention_mask):
-            key = ids.numpy().tobytes()
-            if key not in seen:
-                seen[key] = len(rows_ids)
-                rows_ids.append(ids)
-                rows_mask.append(mask)
-    if rows_ids:
-        device = next(model.parameters()).device
-        with autocast(device, dtype):
-            text.warm_cache(torch.stack(rows_ids).to(device), torch.stack(rows_mask).to(device))
 
 
 def _category_classes(index: RefIndex, model_cfg: ModelConfig, cfg: BurnInConfig) -> dict[int, int] | None:
@@ -170,132 +138,76 @@ def train_supervised(index: RefIndex | str | Path, labeled: Sequence[int] | None
     scheduler = build_scheduler(optimizer, total, cfg.poly_power, cfg.warmup_steps)
     resolved = _resolved_config(model_cfg, cfg, index, labeled, len(train_ds))
 
-    last = out_dir / "last.pt"
-    state = {"best": None, "best_epoch": None, "history": [], "run_id": None, "train_s": 0.0, "images": 0}
-    step = 0
-    if last.is_file():
-        doc = load_checkpoint(last, device)
-        _check_resume_config(doc["config"], resolved, last)
-        load_model_state(model, doc["model"], last)
-        optimizer.load_state_dict(doc["optimizer"])
-        scheduler.load_state_dict(doc["scheduler"])
-        state.update(doc["extra"])
-        step = int(doc["step"])
-        restore_rng(doc["rng"])
-    else:
-        seed_everything(cfg.seed + info.rank)  # dropout differs per process, as DDP expects
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        io.write_json(out_dir / "config.json", resolved)
-
-    def checkpoint(epoch: int) -> None:
-        if info.is_main:
-            save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, step=step, epoch=epoch,
-                            config=resolved, extra=state)
-
+    state = {"best": None, "best_epoch": None, "history": [], "images": 0}
+    loop = StepLoop(out_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device, config=resolved,
+                    check_config=lambda saved, path: _check_resume_config(saved, resolved, path), state=state,
+                    is_main=info.is_main, epoch_of=lambda step: step // spe,
+                    # a fresh run: dropout differs per process, as DDP expects (a resumed one restores the RNG)
+                    on_fresh_start=lambda: seed_everything(cfg.seed + info.rank))
     aux = train_ds.categories is not None  # the category loss is on (checked by _category_classes)
+
+    def batches(step: int, stop: int):
+        net.train()
+        sampler = StreamBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, step, stop, info.rank, info.world_size)
+        return batch_loader(early_ds if step // spe < cfg.early_epochs else train_ds, sampler,
+                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+
+    def train_step(batch: dict, step: int) -> dict:
+        with autocast(device, dtype):
+            out = net(batch["image"].to(device, non_blocking=True, memory_format=layout), batch["input_ids"].to(device),
+                      batch["attention_mask"].to(device), return_categories=aux)
+        logits, cat_logits = out if aux else (out, None)
+        loss = supervised_loss(logits, batch["mask"].to(device), cfg.class_weights, cfg.dice_weight)
+        if aux:
+            loss = loss + cfg.category_weight * category_loss(cat_logits, batch["categories"].to(device))
+        mean_loss = ddp.all_reduce_sum(loss.detach().clone()) / info.world_size
+        check_finite(mean_loss, step + 1, loop.resumable)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        state["images"] += cfg.batch_size * info.world_size
+        return {"loss": mean_loss}
+
+    def after_epoch(step: int) -> None:
+        epoch = step // spe
+        if epoch % cfg.eval_every == 0 or step >= total:
+            keep_best(model, val_ds, step=step, state=state, key=("best_epoch", epoch), out_dir=out_dir,
+                      model_cfg=model_cfg, info={"image_size": cfg.image_size, "epoch": epoch, "lr": cfg.lr},
+                      trk=trk, val_split=cfg.val_split, batch_size=cfg.eval_batch_size, device=device, dtype=dtype,
+                      progress=progress and info.is_main, desc=f"val epoch {epoch}", save=info.is_main)
+
     tracker = Tracker(tracking, out_dir, active=info.is_main)
     tags = {"semires.model": model_cfg.name, "semires.labeled_images": str(resolved["data"]["labeled_images"])}
     with frozen_heap(), tracker.run(run_name, tags, run_id=state["run_id"]) as trk:
         state["run_id"] = trk.run_id
         trk.log_params(resolved)
         trk.log_artifact(out_dir / "config.json")
-        while step < total:
-            epoch = step // spe
-            end = min(total, (epoch + 1) * spe)
-            sampler = StreamBatchSampler(len(train_ds), cfg.batch_size, cfg.seed, step, end, info.rank,
-                                         info.world_size)
-            loader = batch_loader(early_ds if epoch < cfg.early_epochs else train_ds, sampler,
-                                  num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-            net.train()
-            t0 = time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and info.is_main),
-                       unit="step", leave=False)
-            for batch in bar:
-                with autocast(device, dtype):
-                    out = net(batch["image"].to(device, non_blocking=True, memory_format=layout),
-                              batch["input_ids"].to(device),
-                              batch["attention_mask"].to(device), return_categories=aux)
-                logits, cat_logits = out if aux else (out, None)
-                loss = supervised_loss(logits, batch["mask"].to(device), cfg.class_weights, cfg.dice_weight)
-                if aux:
-                    loss = loss + cfg.category_weight * category_loss(cat_logits, batch["categories"].to(device))
-                mean_loss = ddp.all_reduce_sum(loss.detach().clone()) / info.world_size
-                check_finite(mean_loss, step + 1, last if last.is_file() else None)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                state["images"] += cfg.batch_size * info.world_size
-                if step % cfg.log_every == 0 or step == end:
-                    value = float(mean_loss)
-                    bar.set_postfix(loss=f"{value:.4f}")
-                    trk.log_metrics({"train.loss": value, "train.lr": scheduler.get_last_lr()[0]}, step=step)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < end:
-                    state["train_s"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    checkpoint(epoch)
-                if step_hook is not None:
-                    step_hook(step)
-            state["train_s"] += time.perf_counter() - t0
-            epoch_done = epoch + 1
-            if epoch_done % cfg.eval_every == 0 or step >= total:
-                _evaluate_epoch(model, val_ds, cfg, device, dtype, progress and info.is_main, state, epoch_done,
-                                step, out_dir, model_cfg, info.is_main, trk)
-            checkpoint(epoch_done)
-        result = _finish(model, model_cfg, cfg, state, out_dir, total, spe, len(train_ds), t_start, trk,
-                         info.is_main, val_ds, device, dtype)
-    ddp.barrier()
-    if info.is_main:
-        io.mark_complete(out_dir, {"steps": total, "best_val_oIoU": (state["best"] or {}).get("oIoU")})
-    return result
-
-
-def _evaluate_epoch(model, val_ds, cfg: BurnInConfig, device, dtype, progress: bool, state: dict, epoch: int,
-                    step: int, out_dir: Path, model_cfg: ModelConfig, is_main: bool, trk: Tracker) -> None:
-    res = evaluate_model(model, val_ds, batch_size=cfg.eval_batch_size, device=device, dtype=dtype, progress=progress,
-                         desc=f"val epoch {epoch}")
-    m = res.metrics
-    state["history"].append({"epoch": epoch, "step": step, **m})
-    trk.log_metrics(m, step=step, prefix=f"{cfg.val_split}.")
-    if state["best"] is None or m["oIoU"] > state["best"]["oIoU"]:
-        state["best"], state["best_epoch"] = dict(m), epoch
-        if is_main:
-            save_model(out_dir / "best.safetensors", model, model_cfg,
-                       {"image_size": cfg.image_size, "epoch": epoch, "step": step, "val_split": cfg.val_split,
-                        "val": m, "lr": cfg.lr})
-
-
-def _finish(model, model_cfg: ModelConfig, cfg: BurnInConfig, state: dict, out_dir: Path, total: int, spe: int,
-            n_train: int, t_start: float, trk: Tracker, is_main: bool, val_ds: ExpressionDataset, device,
-            dtype) -> dict:
-    """metrics.json, the best weights' overlays and the MLflow artifacts (main process); leaves the
-    best weights in ``model`` on every process."""
-    result = {"best_epoch": state["best_epoch"], "best": state["best"],
-              "last": state["history"][-1] if state["history"] else None, "history": state["history"],
-              "steps": total, "steps_per_epoch": spe, "epochs": cfg.epochs, "train_expressions": n_train,
-              "val_expressions": len(val_ds), "train_s": round(state["train_s"], 2),
-              "train_images_per_s": round(state["images"] / max(state["train_s"], 1e-9), 2),
-              "wall_s_this_process": round(time.perf_counter() - t_start, 2)}
-    ddp.barrier()  # the main process has written best.safetensors
-    best_file = out_dir / "best.safetensors"
-    if best_file.is_file():
-        load_model_file(model, best_file)
-    if not is_main:
-        return result
-    io.write_json(out_dir / "metrics.json", result)
-    if best_file.is_file():
-        m = state["best"]
-        draw_predictions(model, val_ds, cfg.overlays, out_dir / f"overlays_{cfg.val_split}.png",
-                         f"{cfg.val_split} epoch {state['best_epoch']}: mIoU {m['mIoU']:.1f}, oIoU {m['oIoU']:.1f}",
-                         batch_size=cfg.eval_batch_size, device=device, dtype=dtype)
-    best = {f"best.{k}": v for k, v in (state["best"] or {}).items()}
-    trk.log_metrics({**best, "train_images_per_s": result["train_images_per_s"]})
-    for name in ("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors"):
-        trk.log_artifact(out_dir / name)
-    if trk.enabled and trk.cfg.log_model and best_file.is_file():
-        trk.log_model(model.cpu(), val_ds.example_inputs(2))
+        loop.run(trk, total=total, segment_end=lambda step: (step // spe + 1) * spe, batches=batches,
+                 train_step=train_step, after_segment=after_epoch, log_every=cfg.log_every,
+                 checkpoint_every=cfg.checkpoint_every, progress=progress,
+                 desc=lambda step, stop: f"epoch {step // spe + 1}/{cfg.epochs}", step_hook=step_hook)
+        result = {"best_epoch": state["best_epoch"], "best": state["best"],
+                  "last": state["history"][-1] if state["history"] else None, "history": state["history"],
+                  "steps": total, "steps_per_epoch": spe, "epochs": cfg.epochs, "train_expressions": len(train_ds),
+                  "val_expressions": len(val_ds), "train_s": round(state["train_s"], 2),
+                  "train_images_per_s": round(state["images"] / max(state["train_s"], 1e-9), 2),
+                  "wall_s_this_process": elapsed(t_start)}
+        ddp.barrier()  # the main process has written best.safetensors
+        best_file = out_dir / "best.safetensors"
+        if best_file.is_file():  # every process ends with the best weights in ``model``
+            load_model_file(model, best_file)
+            if info.is_main:
+                m = state["best"]
+                draw_predictions(model, val_ds, cfg.overlays, out_dir / f"overlays_{cfg.val_split}.png",
+                                 f"{cfg.val_split} epoch {state['best_epoch']}: mIoU {m['mIoU']:.1f}, "
+                                 f"oIoU {m['oIoU']:.1f}", batch_size=cfg.eval_batch_size, device=device, dtype=dtype)
+        loop.finish(trk, result, metrics={**{f"best.{k}": v for k, v in (state["best"] or {}).items()},
+                                          "train_images_per_s": result["train_images_per_s"]},
+                    artifacts=("metrics.json", f"overlays_{cfg.val_split}.png", "best.safetensors"),
+                    summary={"steps": total, "best_val_oIoU": (state["best"] or {}).get("oIoU")})
+        if info.is_main and trk.enabled and trk.cfg.log_model and best_file.is_file():
+            trk.log_model(model.cpu(), val_ds.example_inputs(2))
     return result

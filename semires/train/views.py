@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from semires.train.transforms import IMAGENET_MEAN, IMAGENET_STD
+from semires.engine.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 _GRAY = (0.299, 0.587, 0.114)
 
@@ -103,7 +103,7 @@ def strong_view(weak: torch.Tensor, gen: torch.Generator, jitter_p: float = 0.5,
 
 
 def normalize_batch(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float in [0, 1] -> ImageNet-normalised, as :func:`semires.train.transforms.normalize`."""
+    """(B, 3, H, W) float in [0, 1] -> ImageNet-normalised, as :func:`semires.engine.transforms.normalize`."""
     mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std

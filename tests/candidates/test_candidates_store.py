@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from semires.candidates.store import CandidateStore, generate_shard, merge, shard_ids, shard_name, shard_of
 from semires.data.index import RefIndex
 from semires.data.masks import nearest_resize
+from semires.engine.transforms import resize_mask
 from semires.errors import DataError, SemiresError
-from semires.train.transforms import resize_mask
 
 N = 3
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from semires.engine.optim import build_optimizer, build_scheduler, param_groups, poly_factor
 from semires.errors import TrainingDiverged
 from semires.train.losses import IGNORE_INDEX, category_loss, check_finite, dice_loss, segmentation_loss
-from semires.train.optim import build_optimizer, build_scheduler, param_groups, poly_factor
 
 
 def test_param_groups_skip_norms_biases_positions_and_frozen(tiny_text):

@@ -8,8 +8,8 @@ import torch
 
 from semires.data.index import RefIndex
 from semires.data.splits import load_split
+from semires.engine.transforms import resize_mask
 from semires.tracking import TrackingConfig
-from semires.train.transforms import resize_mask
 
 OFF = TrackingConfig(enabled=False)
 

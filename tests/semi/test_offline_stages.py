@@ -75,8 +75,8 @@ def test_pseudo_label_resume_keeps_whole_shards_and_refuses_another_teacher(semi
 def noisy_pseudo_dir(semi_setup, tmp_path_factory):
     """A pseudo-label folder written by hand: every unlabeled ref's true mask shifted by 1 px, and
     every third one replaced by a wrong blob (so both matched and unmatched samples occur)."""
+    from semires.engine.transforms import resize_mask
     from semires.pseudo.shards import FORMAT
-    from semires.train.transforms import resize_mask
 
     out = tmp_path_factory.mktemp("noisy_pseudo")
     index, size = semi_setup["index"], 32

@@ -7,10 +7,10 @@ import torch
 from conftest import OFF
 
 from semires import io
+from semires.engine.checkpoint import load_checkpoint, read_model_file
 from semires.errors import SemiresError, TrainingDiverged
 from semires.refine import RefineConfig
 from semires.train import semi as semi_mod
-from semires.train.checkpoint import load_checkpoint, read_model_file
 from semires.train.semi import train_semi
 from semires.train.semi_config import SemiConfig
 

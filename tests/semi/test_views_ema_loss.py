@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from semires.engine.transforms import normalize
 from semires.train.ema import MeanTeacher
 from semires.train.losses import segmentation_loss
 from semires.train.semi import unsup_loss
-from semires.train.transforms import normalize
 from semires.train.views import color_jitter, gaussian_blur, normalize_batch, step_generator, strong_view, weak_view
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from semires.errors import DataError, UnsafePickleError
-from semires.train.checkpoint import (
+from semires.engine.checkpoint import (
     capture_rng,
     load_checkpoint,
     load_model,
@@ -20,6 +19,7 @@ from semires.train.checkpoint import (
     save_checkpoint,
     save_model,
 )
+from semires.errors import DataError, UnsafePickleError
 
 
 class _RunsCode:
@@ -79,8 +79,8 @@ def test_rng_state_round_trip():
 def test_training_checkpoint_round_trip(tmp_path, tiny_text):
     from res_fixtures import tiny_model_cfg
 
+    from semires.engine.optim import build_optimizer, build_scheduler
     from semires.models import build_model
-    from semires.train.optim import build_optimizer, build_scheduler
 
     model = build_model(tiny_model_cfg(tiny_text))
     opt = build_optimizer(model, 1e-3, 0.01)

@@ -19,7 +19,7 @@ DRIVER = textwrap.dedent("""
     from res_fixtures import tiny_burn_in, tiny_model_cfg
     import semires.train.supervised as sup
     from semires.tracking import TrackingConfig
-    from semires.train import ddp
+    from semires.engine import ddp
 
     built = {{}}
     real = sup.build_model

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from semires import io
 from semires.data.index import RefIndex
+from semires.engine.dataset import ExpressionDataset
 from semires.errors import DataError
 from semires.eval.evaluate import eval_splits, evaluate_checkpoint, evaluate_model
-from semires.train.dataset import ExpressionDataset
 
 
 class _Constant(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""Execution settings: the malloc that keeps freed memory (semires.train.runtime)."""
+"""Execution settings: the malloc that keeps freed memory (semires.engine.runtime)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 # every one is a fresh mapping that the kernel faults in page by page
 SCRIPT = """
 import resource, sys, torch
-from semires.train.runtime import retain_freed_memory
+from semires.engine.runtime import retain_freed_memory
 if sys.argv[1] == "retain" and not retain_freed_memory():
     print("unsupported")
     sys.exit(0)
@@ -47,7 +47,7 @@ def test_freed_memory_is_reused_without_page_faults():
 def test_configure_on_cpu_applies_it_once():
     import torch
 
-    from semires.train.runtime import configure, retain_freed_memory
+    from semires.engine.runtime import configure, retain_freed_memory
 
     configure(torch.device("cpu"), deterministic=True)
     hits = retain_freed_memory.cache_info().hits

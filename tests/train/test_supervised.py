@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from semires import io
+from semires.engine.checkpoint import load_checkpoint, read_model_file
 from semires.errors import SemiresError, TrainingDiverged
 from semires.tracking import TrackingConfig
-from semires.train.checkpoint import load_checkpoint, read_model_file
 from semires.train.supervised import resolve_labeled, train_supervised
 
 OFF = TrackingConfig(enabled=False)
@@ -133,9 +133,9 @@ def test_category_maps_paint_every_annotation_with_its_class(tiny_text, mini_ind
     import numpy as np
 
     from semires.data.index import RefIndex
+    from semires.engine.dataset import ExpressionDataset
     from semires.models import load_tokenizer
     from semires.models.category_head import category_lookup
-    from semires.train.dataset import ExpressionDataset
 
     index = RefIndex.load(mini_index)
     lookup = category_lookup(index.cats)
@@ -159,9 +159,9 @@ def test_category_maps_paint_every_annotation_with_its_class(tiny_text, mini_ind
 def test_category_loss_trains_the_head_and_is_checked(tmp_path, tiny_text, mini_index):
     from res_fixtures import tiny_burn_in, tiny_model_cfg
 
+    from semires.engine.checkpoint import load_model
+    from semires.engine.runtime import seed_everything
     from semires.models import build_model
-    from semires.train.checkpoint import load_model
-    from semires.train.runtime import seed_everything
 
     model_cfg, cfg = tiny_model_cfg(tiny_text, categories=2), tiny_burn_in(epochs=1, category_weight=1.0)
     res = train_supervised(mini_index, None, tmp_path / "run", model_cfg, cfg, OFF, progress=False)
@@ -307,9 +307,9 @@ def test_a_batch_indexed_at_once_equals_the_collated_items(tiny_text, mini_index
     from torch.utils.data import BatchSampler, DataLoader, Subset, default_collate
 
     from semires.data.index import RefIndex
+    from semires.engine.dataset import ExpressionDataset, batch_loader
     from semires.models import load_tokenizer
     from semires.models.category_head import category_lookup
-    from semires.train.dataset import ExpressionDataset, batch_loader
 
     index = RefIndex.load(mini_index)
     ds = ExpressionDataset.from_split(index, load_tokenizer(tiny_text), 32, 8, split="train",
@@ -336,7 +336,7 @@ def test_training_keeps_the_heap_frozen_and_gives_it_back(tmp_path, tiny_text, m
     import gc
     import weakref
 
-    from semires.train.runtime import frozen_heap
+    from semires.engine.runtime import frozen_heap
 
     class Node:
         pass

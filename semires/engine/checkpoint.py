@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import pickle
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,29 +137,6 @@ def resume_training(path: str | Path, *, model: nn.Module, optimizer, scheduler,
 
 
 # -- model files --------------------------------------------------------------------------------
-def start_or_resume(out_dir: Path, *, model: nn.Module, optimizer, scheduler, device: str | torch.device,
-                    config: dict, check_config, state: dict) -> tuple[int, Callable[[int], None]]:
-    """The start of a resumable step loop: restore ``out_dir/last.pt`` when there is one (``state`` is
-    updated with its extra state), then write ``out_dir/config.json``.
-
-    Returns ``(step to continue from, checkpoint)``; ``checkpoint(step)`` writes last.pt with the
-    model, optimizer, scheduler, RNG and the current ``state``."""
-    last = Path(out_dir) / "last.pt"
-    step = 0
-    if last.is_file():
-        step, extra = resume_training(last, model=model, optimizer=optimizer, scheduler=scheduler, device=device,
-                                      check_config=check_config)
-        state.update(extra)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    io.write_json(Path(out_dir) / "config.json", config)
-
-    def checkpoint(at: int) -> None:
-        save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, step=at, epoch=0, config=config,
-                        extra=state)
-
-    return step, checkpoint
-
-
 def save_model(path: str | Path, model: nn.Module, model_cfg: ModelConfig, info: dict | None = None) -> Path:
     """Write the model's weights + its config (+ ``info``, e.g. metrics, image_size) as safetensors."""
     from safetensors.torch import save_file

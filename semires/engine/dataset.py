@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from semires.data.index import Expression, RefIndex
+from semires.engine.runtime import autocast
+from semires.engine.transforms import normalize, resize_image, resize_mask
 from semires.models.text import tokenize
-from semires.train.transforms import normalize, resize_image, resize_mask
 
 
 class ExpressionDataset(Dataset):
@@ -147,3 +148,29 @@ def batch_loader(dataset: Dataset, batch_sampler: Iterable[Sequence[int]], num_w
     ``Subset`` of one). ``batch_sampler`` yields index lists, e.g. ``BatchSampler(rows, size, False)``
     for ``rows`` in order."""
     return DataLoader(dataset, sampler=batch_sampler, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+
+
+def warm_text_cache(model: torch.nn.Module, *datasets: ExpressionDataset, dtype: torch.dtype | None = None) -> None:
+    """Encode every distinct sentence once, in a fixed order, so cached features never depend on
+    which batch first met a sentence (this keeps resumed runs bit-identical).
+
+    ``dtype``: the training's autocast dtype (None = full precision). The features are those an
+    autocast forward would compute, and in bf16 the encoding takes half the time (about 7 of 15 s
+    for RefShapes' 8.8k sentences on 2 CPU cores).
+    """
+    text = getattr(model, "text", None)
+    if text is None or not getattr(text, "use_cache", False):
+        return
+    seen: dict[bytes, int] = {}
+    rows_ids, rows_mask = [], []
+    for ds in datasets:
+        for ids, mask in zip(ds.input_ids, ds.attention_mask):
+            key = ids.numpy().tobytes()
+            if key not in seen:
+                seen[key] = len(rows_ids)
+                rows_ids.append(ids)
+                rows_mask.append(mask)
+    if rows_ids:
+        device = next(model.parameters()).device
+        with autocast(device, dtype):
+            text.warm_cache(torch.stack(rows_ids).to(device), torch.stack(rows_mask).to(device))
