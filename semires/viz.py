@@ -88,9 +88,11 @@ def save_grid(panels: Sequence[tuple[np.ndarray, str]], path: str | Path, ncols:
 
 
 def save_curves(path: str | Path, left: dict[str, Sequence[Sequence[float]]],
-                right: dict[str, Sequence[Sequence[float]]] | None = None, title: str | None = None) -> Path:
+                right: dict[str, Sequence[Sequence[float]]] | None = None, title: str | None = None,
+                ylabel: str | None = None) -> Path:
     """Save training curves as one PNG (atomically): ``left`` series on the left axis (e.g. losses),
-    ``right`` series on a second axis (e.g. a val metric). Each series is ``[[step, value], ...]``."""
+    ``right`` series on a second axis (e.g. a val metric). Each series is ``[[step, value], ...]``;
+    ``ylabel`` names the left axis (default: the left series' names)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +104,7 @@ def save_curves(path: str | Path, left: dict[str, Sequence[Sequence[float]]],
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, color=color)
     ax.set_xlabel("step")
-    ax.set_ylabel(", ".join(left))
+    ax.set_ylabel(ylabel or ", ".join(left))
     handles, labels = ax.get_legend_handles_labels()
     if right:
         ax2 = ax.twinx()
