@@ -37,6 +37,18 @@ def test_runs_of_other_data_or_another_budget_are_not_carried_over(tmp_path):
     assert gb.carried_over(tmp_path / "missing.json", SimpleNamespace(data_sum="abc", budget={}), {}) == {}
 
 
+def test_a_new_file_format_of_the_same_data_is_recognised_by_identical_scores(tmp_path):
+    path = tmp_path / "gain_bench.json"
+    path.write_text(json.dumps({"data_checksum": "old-format", "budget_settings": gb.BUDGETS["cpu"],
+                                "raw": [_raw("burn_in", 0, 33.35), _raw("mt", 0, 41.0)]}))
+    bench = SimpleNamespace(data_sum="new-format", budget=gb.BUDGETS["cpu"])
+    same = {"burn_in": {0: {"eval": {"val": {"mIoU": 33.35}}}}}
+    assert set(gb.carried_over(path, bench, same)) == {"mt"}
+    other = {"burn_in": {0: {"eval": {"val": {"mIoU": 33.0}}}}}
+    assert gb.carried_over(path, bench, other) == {}
+    assert gb.carried_over(path, bench, {}) == {}  # nothing to compare: not carried
+
+
 def test_the_long_budget_shares_the_work_folder_and_differs_only_in_the_semi_run():
     cpu, long_ = gb.BUDGETS["cpu"], gb.BUDGETS["cpu_long"]
     assert long_["folder"] == "cpu"
