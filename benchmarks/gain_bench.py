@@ -20,6 +20,8 @@ Arms (per label-split seed; ``--arms`` picks, each run folder is resumable and k
   ref+soft          beyond the paper: the teacher reads every sentence of the ref and its mean probability
                     picks the candidate of highest soft IoU (``semi.ref_consensus``, ``refine.strategy:
                     soft_iom``), against pseudo-masks on the wrong object
+  ref+soft+comp     ref+soft, and the other refs of the image compete for each pixel (``semi.ref_competition``):
+                    a pixel another ref claims more strongly leaves this ref's pseudo-label
 
 Each run is scored on every expression of val, testA and testB. ``--quality`` also scores the
 burn-in teachers' pseudo-labels on part of the unlabeled pool (on-target share, IOM / CPI lift).
@@ -68,6 +70,7 @@ SEMI_ARMS: dict[str, tuple[RefineConfig, dict]] = {
     "cpi+pwa": (RefineConfig(strategy="cpi", pwa=True), {}),
     "iom+pwa+conf": (RefineConfig(strategy="iom", pwa=True), {"min_confidence": 0.85}),
     "ref+soft": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True}),
+    "ref+soft+comp": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True, "ref_competition": True}),
     # loss balance screens: the supervised weight of CPI's script (1) and Dice on both terms
     "iom+pwa/w1": (RefineConfig(strategy="iom", pwa=True), {"sup_weight": 1.0}),
     "iom+pwa/dice": (RefineConfig(strategy="iom", pwa=True), {"dice_weight": 1.0, "unsup_dice_weight": 1.0}),
@@ -81,6 +84,7 @@ LABELS = {"burn_in_scratch": "supervised only, backbone from scratch", "burn_in"
           "supervised_long": "supervised only, step-matched", "mt": "mean teacher", "iom": "+IOM", "cpi": "+CPI",
           "iom+pwa": "+IOM+PWA", "cpi+pwa": "+CPI+PWA", "iom+pwa+conf": "+IOM+PWA, confident pseudo-labels",
           "ref+soft": "ref consensus + soft IoU matching (beyond the paper)",
+          "ref+soft+comp": "ref consensus + competition between the image's refs + soft IoU (beyond the paper)",
           "iom+pwa/w1": "+IOM+PWA, supervised weight 1", "iom+pwa/dice": "+IOM+PWA, Dice on both terms",
           "ref+soft/w1": "ref consensus + soft IoU, supervised weight 1",
           "ref+soft/dice": "ref consensus + soft IoU, Dice on both terms", "mt/w1": "mean teacher, supervised weight 1"}
@@ -104,6 +108,20 @@ BUDGETS: dict[str, dict] = {
 # (data, pretrained backbone, candidates, burn-in).
 BUDGETS["cpu_long"] = {**BUDGETS["cpu"], "folder": "cpu",
                        "semi": {**BUDGETS["cpu"]["semi"], "steps": 18000, "eval_every": 2000}}
+
+
+# SemiConfig fields added after runs were keyed: left out of a run's key while at their default, so that
+# the folders of earlier runs keep their names
+LATER_SEMI_FIELDS = ("ref_competition", "competing_refs")
+
+
+def semi_key(cfg: SemiConfig) -> dict:
+    """The semi settings that key a run folder (``LATER_SEMI_FIELDS`` only where they are set)."""
+    dump = cfg.model_dump(mode="json")
+    for name in LATER_SEMI_FIELDS:
+        if dump[name] == SemiConfig.model_fields[name].default:
+            del dump[name]
+    return dump
 
 
 def burn_steps(budget: dict) -> int:
@@ -194,7 +212,7 @@ class Bench:
         burn = self.supervised(seed, "burn_in", train)
         refine_cfg, extra = SEMI_ARMS[arm]
         cfg = self.semi_cfg(seed, extra)
-        out = self.run_dir(seed, arm, params_hash({"burn": burn.name, "semi": cfg, "refine": refine_cfg}))
+        out = self.run_dir(seed, arm, params_hash({"burn": burn.name, "semi": semi_key(cfg), "refine": refine_cfg}))
         if not train:
             return out
         sp = self.split(seed)
@@ -400,6 +418,96 @@ def pseudo_label_table(bench: Bench, seed: int) -> list[list]:
     return rows
 
 
+GROUNDING_IMAGES = 300  # unlabeled images (seed 0) whose pseudo-labels grounding_report scores
+GROUNDING_RULES = ("teacher", "soft IoU", "ref consensus + soft IoU", "ref consensus + competition + soft IoU")
+
+
+def grounding_rows(bench: Bench, teachers: dict[str, Path], n_images: int) -> list[list]:
+    """Pseudo-labels of the given teachers on every expression of the first ``n_images`` unlabeled
+    images (seed 0), by rule: mIoU and on-target share (IoU >= 0.5) against the truth, and the grounded
+    share: the annotated object of the image that the label overlaps most (by IoU) is the referred
+    one, whatever the mask's shape. Competition: every ref's consensus probability against those of
+    the image's other refs (``semi.ref_competition``, all of them here)."""
+    from semires.candidates.store import CandidateStore
+    from semires.engine.checkpoint import load_model
+    from semires.engine.dataset import ExpressionDataset
+    from semires.engine.transforms import resize_mask
+    from semires.eval.metrics import intersection_union
+    from semires.models import load_tokenizer
+    from semires.pseudo.predict import compete, teacher_predict
+    from semires.refine import CandidateBatch, refine
+
+    soft = RefineConfig(strategy="soft_iom", pwa=False)
+    store = CandidateStore(bench.candidates(), cache_size=8)
+    ix = bench.index
+    ids = sorted(bench.split(0).unlabeled)[:n_images]
+    rows = []
+    for name, path in teachers.items():
+        model, cfg, info = load_model(path)
+        size = int(info.get("image_size") or bench.budget["burn_in"]["image_size"])
+        tok = load_tokenizer(cfg.text_encoder)
+        scores = {rule: {"iou": [], "grounded": []} for rule in GROUNDING_RULES}
+        for image_id in ids:
+            exprs = ix.expressions(None, [image_id])
+            batch = ExpressionDataset(ix, exprs, tok, size, cfg.max_tokens, cache_images=False)[list(range(len(exprs)))]
+            prob, pseudo = teacher_predict(model, batch["image"], batch["input_ids"], batch["attention_mask"])
+            refs = sorted({e.ref_id for e in exprs})
+            of_ref = torch.tensor([refs.index(e.ref_id) for e in exprs])
+            cons = torch.stack([prob[of_ref == j].mean(0) for j in range(len(refs))])          # (R, S, S)
+            others = torch.stack([cons[[o for o in range(len(refs)) if o != j]] for j in range(len(refs))]) \
+                if len(refs) > 1 else cons.new_zeros(1, 0, size, size)
+            claimed = compete(cons, others, torch.ones(others.shape[:2], dtype=torch.bool))
+            cands = torch.as_tensor(store.masks(image_id, (size, size))).bool()
+            cb = CandidateBatch.from_list([cands] * len(exprs), size=(size, size))
+            labels = {"teacher": pseudo}
+            for rule, p in (("soft IoU", prob), ("ref consensus + soft IoU", cons[of_ref]),
+                            ("ref consensus + competition + soft IoU", claimed[of_ref])):
+                labels[rule] = refine(p > 0.5, p, cb, soft).label
+            truth = torch.stack([torch.from_numpy(resize_mask(ix.ann_mask(e.ann_id), size)) for e in exprs]).bool()
+            anns = ix.image_anns(image_id)
+            objects = torch.stack([torch.from_numpy(resize_mask(ix.ann_mask(a), size)) for a in anns]).bool()
+            target = torch.tensor([anns.index(e.ann_id) for e in exprs])
+            for rule, label in labels.items():
+                i, u = intersection_union(label, truth)
+                scores[rule]["iou"] += (i / u.clip(min=1)).tolist()
+                lab = label.flatten(1).double()
+                obj = objects.flatten(1).double()
+                inter = lab @ obj.T                                                              # (E, A)
+                iou = inter / (lab.sum(1)[:, None] + obj.sum(1)[None, :] - inter).clamp(min=1)
+                best = iou.argmax(1)
+                scores[rule]["grounded"] += ((best == target) & (iou.amax(1) > 0)).tolist()
+        for rule in GROUNDING_RULES:
+            iou = torch.tensor(scores[rule]["iou"])
+            rows.append([name, rule, len(iou), round(100 * float(iou.mean()), 1),
+                         round(100 * float((iou >= 0.5).double().mean()), 1),
+                         round(100 * float(torch.tensor(scores[rule]["grounded"]).double().mean()), 1)])
+        print(f"grounding: {name} done", flush=True)
+    return rows
+
+
+def grounding_report(out_dir: Path, work: Path, threads: int) -> Path:
+    """``results/gain_bench_grounding.json``: the burn-in teacher (seed 0) and the mean teacher's kept
+    teacher after 18,000 steps (``cpu_long``, seed 0), by pseudo-label rule (:func:`grounding_rows`)."""
+    bench, long = Bench(work, "cpu", threads, None), Bench(work, "cpu_long", threads, None)
+    teachers = {"burn-in teacher": bench.supervised(0, "burn_in", train=False) / "best.safetensors",
+                "mean teacher, 18,000 steps": long.semi(0, "mt", train=False) / "best.safetensors"}
+    missing = [str(p) for p in teachers.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"train these runs first: {missing}")
+    n = GROUNDING_IMAGES
+    rows = grounding_rows(bench, teachers, n)
+    return io.write_json(out_dir / "gain_bench_grounding.json", {
+        "title": "What limits the pseudo-labels: the object they name (grounded) against their shape",
+        "columns": ["teacher", "pseudo-label", "expressions", "mIoU", "on target %", "grounded %"], "rows": rows,
+        "notes": (f"Seed 0; every expression of the first {n} unlabeled images; IoU with the true mask at the "
+                  "teachers' 64 px. Grounded: of the image's annotated objects, the label overlaps the referred one "
+                  "most. Soft IoU: refine.strategy soft_iom; ref consensus: the mean probability over the ref's "
+                  "sentences (semi.ref_consensus); competition: a pixel stays in a ref's consensus only where no "
+                  "other ref of the image has a higher one (semi.ref_competition). Candidates: the embedded "
+                  "generator."),
+        "machine": describe("cpu", threads), "date": dt.date.today().isoformat()})
+
+
 def carried_over(path: Path, bench: Bench, runs: dict) -> dict:
     """The runs of an earlier report at ``path`` (another machine's work folder) that this work folder
     lacks, when both measured the same data with the same budget: results accumulate across machines
@@ -525,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--quality", action="store_true", help="score the burn-in teachers' pseudo-labels too")
     ap.add_argument("--report", action="store_true", help="write results/gain_bench.json from finished runs")
+    ap.add_argument("--grounding", action="store_true", help="write results/gain_bench_grounding.json: which "
+                    "object the teachers' pseudo-labels name, by rule (needs the seed-0 burn-in and cpu_long mt)")
     ap.add_argument("--gradient-share", action="store_true",
                     help="measure the unlabeled term's share of the gradient, old against published settings")
     ap.add_argument("--work", type=Path, default=Path("/tmp/semires_gain"))
@@ -543,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     run_arms(bench, arms, [int(s) for s in args.seeds.split(",")], args.quality)
     if args.gradient_share:
         print("wrote", gradient_share(bench))
+    if args.grounding:
+        print("wrote", grounding_report(args.out_dir, args.work, args.threads))
     if args.report:
         for path in report(bench, args.out_dir):
             print("wrote", path)

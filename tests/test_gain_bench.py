@@ -55,3 +55,12 @@ def test_the_long_budget_shares_the_work_folder_and_differs_only_in_the_semi_run
     assert long_["semi"]["steps"] == 3 * cpu["semi"]["steps"]
     assert {k: v for k, v in long_.items() if k not in ("semi", "folder")} == {k: v for k, v in cpu.items()
                                                                               if k != "semi"}
+
+
+def test_settings_added_later_key_a_run_only_when_they_are_set():
+    plain = gb.SemiConfig(steps=10)
+    assert not set(gb.LATER_SEMI_FIELDS) & set(gb.semi_key(plain))  # earlier run folders keep their names
+    comp = gb.semi_key(gb.SemiConfig(steps=10, ref_consensus=True, ref_competition=True))
+    assert comp["ref_competition"] is True and "competing_refs" not in comp  # at its default
+    assert gb.semi_key(gb.SemiConfig(steps=10, ref_consensus=True, ref_competition=True, competing_refs=2))[
+        "competing_refs"] == 2

@@ -60,3 +60,44 @@ def ref_consensus(model: torch.nn.Module, images: torch.Tensor, ref_input_ids: t
     n_pairs = pair.sum((1, 2))
     agreement = torch.where(n_pairs > 0, (iou * pair).sum((1, 2)) / n_pairs.clamp(min=1), torch.ones_like(n_pairs))
     return mean, mean > 0.5, agreement
+
+
+@torch.no_grad()
+def ref_probs(model: torch.nn.Module, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              valid: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The teacher's mean foreground probability of R refs per image, over each ref's valid sentences;
+    only the valid sentences are run.
+
+    Args:
+        images: (B, 3, S, S) float32 normalised.
+        input_ids, attention_mask: (B, R, K, L) int64: K sentences of each of R refs per image.
+        valid: (B, R, K) bool.
+    Returns:
+        (B, R, S, S) float32; zeros for a ref with no valid sentence.
+    """
+    b, r = input_ids.shape[:2]
+    size = images.shape[-2:]
+    out = torch.zeros(b, r, *size, dtype=torch.float32, device=images.device)
+    which = valid.nonzero(as_tuple=True)
+    if which[0].numel() == 0:
+        return out
+    prob, _ = teacher_predict(model, images[which[0]], input_ids[which], attention_mask[which], dtype)
+    flat = out.view(b * r, *size)
+    flat.index_add_(0, which[0] * r + which[1], prob)
+    return out / valid.sum(2).clamp(min=1)[:, :, None, None]
+
+
+def compete(prob: torch.Tensor, rivals: torch.Tensor, rival_valid: torch.Tensor) -> torch.Tensor:
+    """Keep a ref's probability only where no other ref of the image claims the pixel more strongly.
+
+    Args:
+        prob: (B, S, S) float, this ref's (mean) foreground probability.
+        rivals: (B, R, S, S) float, the other refs' of the same image.
+        rival_valid: (B, R) bool, which rivals exist.
+    Returns:
+        (B, S, S) float: ``prob`` where it is >= every valid rival's, 0 elsewhere (unchanged for an
+        image without rivals).
+    """
+    masked = torch.where(rival_valid[:, :, None, None], rivals, torch.full_like(rivals, -1.0))
+    strongest = masked.amax(1) if rivals.shape[1] else torch.full_like(prob, -1.0)
+    return torch.where(prob >= strongest, prob, torch.zeros_like(prob))

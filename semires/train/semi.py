@@ -43,7 +43,7 @@ from semires.errors import DataError, SemiresError
 from semires.eval.evaluate import draw_predictions
 from semires.eval.metrics import intersection_union
 from semires.models import load_tokenizer
-from semires.pseudo.predict import ref_consensus, teacher_predict
+from semires.pseudo.predict import compete, ref_consensus, ref_probs, teacher_predict
 from semires.refine import CandidateSource, RefineConfig, refine
 from semires.refine.atoms import pack_for_device
 from semires.tracking import Tracker, TrackingConfig
@@ -130,7 +130,10 @@ def _resolved(model_cfg, cfg: SemiConfig, refine_cfg: RefineConfig, index: RefIn
 def _semi_diffs(saved: dict, current: dict) -> list[str]:
     """``semi.<key>`` for every setting (except :data:`RESUME_FREE`) that differs between two resolved configs."""
     old, new = saved.get("semi", {}), current["semi"]
-    return [f"semi.{k}" for k in sorted(set(old) | set(new)) if k not in RESUME_FREE and old.get(k) != new.get(k)]
+    # a setting missing from a saved config was added later: the run had its default
+    default = {k: f.default for k, f in SemiConfig.model_fields.items()}
+    return [f"semi.{k}" for k in sorted(set(old) | set(new))
+            if k not in RESUME_FREE and old.get(k, default.get(k)) != new.get(k, default.get(k))]
 
 
 def _check_resume(saved: dict, current: dict, path: Path) -> None:
@@ -209,7 +212,8 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
                            "set semi.ref_consensus: false for self_training, or use semi.mode: online")
     unl_ds = UnlabeledDataset(unl_base, candidates if online and refine_cfg.strategy != "none" else None,
                               None if online else str(refined_dir),
-                              ref_sentences=cfg.ref_sentences if cfg.ref_consensus else 0)
+                              ref_sentences=cfg.ref_sentences if cfg.ref_consensus else 0,
+                              competing_refs=cfg.competing_refs if cfg.ref_competition else 0)
     if not online:
         refine_cfg = unl_ds.refine_cfg  # stored targets: the settings that made them, whatever params say now
     warm_text_cache(student, lab_ds, unl_base, val_ds, dtype=dtype)
@@ -287,14 +291,23 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
                          cfg.jitter_hue)
     ids_u, mask_u = unl["input_ids"].to(device), unl["attention_mask"].to(device)
     truth = unl["truth"].to(device)
-    agreement = None
+    agreement = removed = None
     if online:
+        seen = normalize_batch(weak)
         if cfg.ref_consensus:
-            prob, pseudo, agreement = ref_consensus(pair.teacher, normalize_batch(weak), unl["ref_input_ids"].to(device),
+            prob, pseudo, agreement = ref_consensus(pair.teacher, seen, unl["ref_input_ids"].to(device),
                                                     unl["ref_attention_mask"].to(device), unl["ref_valid"].to(device),
                                                     dtype)
         else:
-            prob, pseudo = teacher_predict(pair.teacher, normalize_batch(weak), ids_u, mask_u, dtype)
+            prob, pseudo = teacher_predict(pair.teacher, seen, ids_u, mask_u, dtype)
+        if cfg.ref_competition:
+            valid = unl["rival_valid"].to(device)
+            rivals = ref_probs(pair.teacher, seen, unl["rival_input_ids"].to(device),
+                               unl["rival_attention_mask"].to(device), valid, dtype)
+            prob = compete(prob, rivals, valid.any(2))
+            kept = prob > 0.5
+            removed = (pseudo & ~kept).flatten(1).sum(1) / pseudo.flatten(1).sum(1).clamp(min=1)
+            pseudo = kept
         cands = pack_for_device(unl["candidates"], device) if "candidates" in unl else None
         res = refine(pseudo, prob, cands, refine_cfg)
         label, weight, matched = res.label, res.weight, res.matched
@@ -335,9 +348,13 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
              "match_rate": float(matched.float().mean()), "kept_rate": float(keep.float().mean()), **shares}
     if agreement is not None:
         parts["ref_agreement"] = float(agreement.mean())
+    if removed is not None:  # share of the consensus pseudo-mask that another ref of the image claimed
+        parts["rival_removed"] = float(removed.mean())
     # pseudo-label quality against the truth: logged to watch the teacher, never trained on
     i_a, u_a = intersection_union(label, truth)
-    parts["pseudo_iou_refined"] = float((i_a / u_a.clip(min=1)).mean())
+    iou_a = i_a / u_a.clip(min=1)
+    parts["pseudo_iou_refined"] = float(iou_a.mean())
+    parts["pseudo_on_target_refined"] = float((iou_a >= 0.5).mean())
     if pseudo is not None:
         i_b, u_b = intersection_union(pseudo, truth)
         iou_b = i_b / u_b.clip(min=1)

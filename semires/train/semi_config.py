@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from semires.config import TrainingRuntime
 
@@ -52,6 +52,15 @@ class SemiConfig(TrainingRuntime):
     ref_sentences: int = Field(3, ge=2, description="with ref_consensus: sentences of a ref the teacher reads")
     min_agreement: float = Field(0.0, ge=0, le=1, description="with ref_consensus: train on a sample only if its "
                                  "ref's sentences agree (mean pairwise IoU of the teacher's masks >= this); 0 = all")
+    ref_competition: bool = Field(False, description="online mode, with ref_consensus: the teacher also reads the "
+                                  "other refs of the sample's image (up to competing_refs, ref_sentences each), and "
+                                  "the pseudo-label keeps only the pixels where this ref's mean probability is at "
+                                  "least every other ref's. Not in SemiRES: the refs of one image name different "
+                                  "objects (RefCOCO's refs are one per annotated object), so a pixel another ref "
+                                  "claims more strongly is not this ref's; counters pseudo-masks on another ref's "
+                                  "object (no mask is read)")
+    competing_refs: int = Field(4, ge=1, description="with ref_competition: other refs of the image the teacher reads "
+                                "(the first ones by ref id)")
     ema_momentum: float | None = Field(None, ge=0, le=1, description="teacher <- m teacher + (1 - m) student, per "
                                        "step; None = 1 - 1 / (ema_window * total steps)")
     ema_window: float = Field(0.1, gt=0, le=1, description="with ema_momentum None: the teacher averages the student "
@@ -93,6 +102,12 @@ class SemiConfig(TrainingRuntime):
     num_workers: int = Field(0, ge=0, description="DataLoader workers per loader")
     cache_images: bool = Field(True, description="keep resized images and masks in memory")
     overlays: int = Field(12, ge=0, description="val predictions of the kept teacher drawn into overlays")
+
+    @model_validator(mode="after")
+    def _competition_needs_consensus(self) -> SemiConfig:
+        if self.ref_competition and not self.ref_consensus:
+            raise ValueError("semi.ref_competition compares the refs' mean probabilities: set semi.ref_consensus: true")
+        return self
 
     @property
     def unlabeled_batch(self) -> int:

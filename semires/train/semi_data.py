@@ -13,6 +13,9 @@ Item ``i`` of :class:`UnlabeledDataset` is a dict:
 - ``label``: (S, S) int64 and ``weight``: (S, S) float32, ``matched``: bool (self-training mode)
 - ``ref_input_ids``, ``ref_attention_mask``: (K, L) int64 and ``ref_valid``: (K,) bool, the sentences of the
   item's ref (``ref_sentences`` > 0, for ``semi.ref_consensus``)
+- ``rival_input_ids``, ``rival_attention_mask``: (R, K, L) int64 and ``rival_valid``: (R, K) bool, the
+  sentences of up to R = ``competing_refs`` other refs of the item's image (for ``semi.ref_competition``;
+  a missing ref or sentence is padded and marked False)
 """
 
 from __future__ import annotations
@@ -36,15 +39,23 @@ class UnlabeledDataset(Dataset):
     """Wraps an :class:`ExpressionDataset` of unlabeled expressions (see module docstring)."""
 
     def __init__(self, base: ExpressionDataset, candidates: CandidateSource | None = None,
-                 refined_dir: str | None = None, cache_candidates: int = 2048, ref_sentences: int = 0):
+                 refined_dir: str | None = None, cache_candidates: int = 2048, ref_sentences: int = 0,
+                 competing_refs: int = 0):
         self.base = base
         # ref_sentences > 0: each item also carries the tokens of up to that many sentences of its ref
         # (itself first), for a teacher that predicts on all of them (semi.ref_consensus)
         self.ref_sentences = int(ref_sentences)
+        # competing_refs > 0 (needs ref_sentences): the other refs of the item's image too (semi.ref_competition)
+        self.competing_refs = int(competing_refs)
+        if self.competing_refs and not self.ref_sentences:
+            raise ValueError("competing_refs needs ref_sentences > 0")
         self._ref_rows: dict[int, list[int]] = {}
+        self._image_refs: dict[int, list[int]] = {}
         if self.ref_sentences:
             for row, e in enumerate(base.expressions):
                 self._ref_rows.setdefault(e.ref_id, []).append(row)
+            for ref_id in sorted(self._ref_rows):
+                self._image_refs.setdefault(base.expressions[self._ref_rows[ref_id][0]].image_id, []).append(ref_id)
         self.candidates = candidates
         self._cands: OrderedDict[int, AtomCandidates] = OrderedDict()
         self._cache_size = cache_candidates
@@ -90,6 +101,8 @@ class UnlabeledDataset(Dataset):
                 "image_id": torch.tensor(e.image_id), "truth": torch.from_numpy(self.base.target(e.ann_id))}
         if self.ref_sentences:
             item.update(self._ref_tokens(i, e.ref_id))
+        if self.competing_refs:
+            item.update(self._rival_tokens(e.image_id, e.ref_id))
         if self.candidates is not None:
             item["candidates"] = self._candidates(e.image_id)
         if self.refined is not None:
@@ -109,6 +122,20 @@ class UnlabeledDataset(Dataset):
         rows = rows + [row] * (self.ref_sentences - len(rows))
         return {"ref_input_ids": self.base.input_ids[rows], "ref_attention_mask": self.base.attention_mask[rows],
                 "ref_valid": valid}
+
+    def _rival_tokens(self, image_id: int, ref_id: int) -> dict:
+        """``rival_*`` (R, K, ...): the first ``ref_sentences`` sentences of each of the first
+        ``competing_refs`` other refs of the image, padded with this item's first row (marked invalid)."""
+        r, k = self.competing_refs, self.ref_sentences
+        pad = self._ref_rows[ref_id][0]
+        rows = torch.full((r, k), pad, dtype=torch.long)
+        valid = torch.zeros((r, k), dtype=torch.bool)
+        for j, other in enumerate([o for o in self._image_refs[image_id] if o != ref_id][:r]):
+            mine = self._ref_rows[other][:k]
+            rows[j, : len(mine)] = torch.tensor(mine)
+            valid[j, : len(mine)] = True
+        return {"rival_input_ids": self.base.input_ids[rows], "rival_attention_mask": self.base.attention_mask[rows],
+                "rival_valid": valid}
 
 
 def collate_unlabeled(items: list[dict]) -> dict:
