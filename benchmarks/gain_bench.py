@@ -78,6 +78,10 @@ SEMI_ARMS: dict[str, tuple[RefineConfig, dict]] = {
     "ref+soft/dice": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True, "dice_weight": 1.0,
                                                                   "unsup_dice_weight": 1.0}),
     "mt/w1": (RefineConfig(strategy="none", pwa=False), {"sup_weight": 1.0}),
+    "ref+soft+comp/dice": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True, "ref_competition": True,
+                                                                       "dice_weight": 1.0, "unsup_dice_weight": 1.0}),
+    "ref+soft+comp/w1": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True, "ref_competition": True,
+                                                                     "sup_weight": 1.0}),
 }
 SUPERVISED_ARMS = ("burn_in_scratch", "burn_in", "supervised_long")
 LABELS = {"burn_in_scratch": "supervised only, backbone from scratch", "burn_in": "supervised only (burn-in)",
@@ -87,7 +91,9 @@ LABELS = {"burn_in_scratch": "supervised only, backbone from scratch", "burn_in"
           "ref+soft+comp": "ref consensus + competition between the image's refs + soft IoU (beyond the paper)",
           "iom+pwa/w1": "+IOM+PWA, supervised weight 1", "iom+pwa/dice": "+IOM+PWA, Dice on both terms",
           "ref+soft/w1": "ref consensus + soft IoU, supervised weight 1",
-          "ref+soft/dice": "ref consensus + soft IoU, Dice on both terms", "mt/w1": "mean teacher, supervised weight 1"}
+          "ref+soft/dice": "ref consensus + soft IoU, Dice on both terms", "mt/w1": "mean teacher, supervised weight 1",
+          "ref+soft+comp/dice": "ref consensus + competition + soft IoU, Dice on both terms",
+          "ref+soft+comp/w1": "ref consensus + competition + soft IoU, supervised weight 1"}
 
 BUDGETS: dict[str, dict] = {
     "smoke": {"preset": "tiny", "ratio": 0.25, "model": {"channels": [8, 16, 16, 16], "depths": [1, 1, 1, 1],
@@ -432,7 +438,7 @@ def grounding_rows(bench: Bench, teachers: dict[str, Path], n_images: int) -> li
     from semires.engine.checkpoint import load_model
     from semires.engine.dataset import ExpressionDataset
     from semires.engine.transforms import resize_mask
-    from semires.eval.metrics import intersection_union
+    from semires.eval.metrics import intersection_union, iou_from_counts
     from semires.models import load_tokenizer
     from semires.pseudo.predict import compete, teacher_predict
     from semires.refine import CandidateBatch, refine
@@ -446,7 +452,7 @@ def grounding_rows(bench: Bench, teachers: dict[str, Path], n_images: int) -> li
         model, cfg, info = load_model(path)
         size = int(info.get("image_size") or bench.budget["burn_in"]["image_size"])
         tok = load_tokenizer(cfg.text_encoder)
-        scores = {rule: {"iou": [], "grounded": []} for rule in GROUNDING_RULES}
+        scores = {rule: {"iou": [], "grounded": [], "fit": []} for rule in GROUNDING_RULES}
         for image_id in ids:
             exprs = ix.expressions(None, [image_id])
             batch = ExpressionDataset(ix, exprs, tok, size, cfg.max_tokens, cache_images=False)[list(range(len(exprs)))]
@@ -470,6 +476,7 @@ def grounding_rows(bench: Bench, teachers: dict[str, Path], n_images: int) -> li
             for rule, label in labels.items():
                 i, u = intersection_union(label, truth)
                 scores[rule]["iou"] += (i / u.clip(min=1)).tolist()
+                scores[rule]["fit"] += iou_from_counts(*intersection_union(pseudo, label)).tolist()
                 lab = label.flatten(1).double()
                 obj = objects.flatten(1).double()
                 inter = lab @ obj.T                                                              # (E, A)
@@ -480,17 +487,20 @@ def grounding_rows(bench: Bench, teachers: dict[str, Path], n_images: int) -> li
             iou = torch.tensor(scores[rule]["iou"])
             rows.append([name, rule, len(iou), round(100 * float(iou.mean()), 1),
                          round(100 * float((iou >= 0.5).double().mean()), 1),
-                         round(100 * float(torch.tensor(scores[rule]["grounded"]).double().mean()), 1)])
+                         round(100 * float(torch.tensor(scores[rule]["grounded"]).double().mean()), 1),
+                         round(100 * float(torch.tensor(scores[rule]["fit"]).mean()), 1)])
         print(f"grounding: {name} done", flush=True)
     return rows
 
 
 def grounding_report(out_dir: Path, work: Path, threads: int) -> Path:
-    """``results/gain_bench_grounding.json``: the burn-in teacher (seed 0) and the mean teacher's kept
-    teacher after 18,000 steps (``cpu_long``, seed 0), by pseudo-label rule (:func:`grounding_rows`)."""
+    """``results/gain_bench_grounding.json``: the burn-in teacher (seed 0), the kept teachers of the mean
+    teacher after 18,000 steps (``cpu_long``) and of ref+soft+comp after 6,000 (seed 0 each), by
+    pseudo-label rule (:func:`grounding_rows`)."""
     bench, long = Bench(work, "cpu", threads, None), Bench(work, "cpu_long", threads, None)
     teachers = {"burn-in teacher": bench.supervised(0, "burn_in", train=False) / "best.safetensors",
-                "mean teacher, 18,000 steps": long.semi(0, "mt", train=False) / "best.safetensors"}
+                "mean teacher, 18,000 steps": long.semi(0, "mt", train=False) / "best.safetensors",
+                "ref+soft+comp, 6,000 steps": bench.semi(0, "ref+soft+comp", train=False) / "best.safetensors"}
     missing = [str(p) for p in teachers.values() if not p.is_file()]
     if missing:
         raise SystemExit(f"train these runs first: {missing}")
@@ -498,10 +508,13 @@ def grounding_report(out_dir: Path, work: Path, threads: int) -> Path:
     rows = grounding_rows(bench, teachers, n)
     return io.write_json(out_dir / "gain_bench_grounding.json", {
         "title": "What limits the pseudo-labels: the object they name (grounded) against their shape",
-        "columns": ["teacher", "pseudo-label", "expressions", "mIoU", "on target %", "grounded %"], "rows": rows,
+        "columns": ["teacher", "pseudo-label", "expressions", "mIoU", "on target %", "grounded %",
+                    "teacher's mask vs label mIoU"], "rows": rows,
         "notes": (f"Seed 0; every expression of the first {n} unlabeled images; IoU with the true mask at the "
                   "teachers' 64 px. Grounded: of the image's annotated objects, the label overlaps the referred one "
-                  "most. Soft IoU: refine.strategy soft_iom; ref consensus: the mean probability over the ref's "
+                  "most. Teacher's mask vs label: IoU of the teacher's own argmax mask (one sentence, clean image) "
+                  "with the label, how far the label is from what the model predicts. Soft IoU: refine.strategy "
+                  "soft_iom; ref consensus: the mean probability over the ref's "
                   "sentences (semi.ref_consensus); competition: a pixel stays in a ref's consensus only where no "
                   "other ref of the image has a higher one (semi.ref_competition). Candidates: the embedded "
                   "generator."),
@@ -575,6 +588,9 @@ def report(bench: Bench, out_dir: Path) -> list[Path]:
            "columns": ["variant", "seeds", "val mIoU", "testA mIoU", "testB mIoU", "val vs burn-in",
                        "val vs step-matched supervised"],
            "rows": arm_rows(runs), "raw": raw, "ratio_rows": ratio_rows, "budget": bench.budget_name,
+           # the README's headline shows the variants, and a loss-balance screen ("<arm>/<screen>") once
+           # it has three seeds
+           "headline_variants": [LABELS[a] for a in LABELS if a in runs and ("/" not in a or len(runs[a]) >= 3)],
            "gradient_share_first_steps": (io.read_json(bench.work / "diagnostics" / "gradient_share.json")
                                           if (bench.work / "diagnostics" / "gradient_share.json").is_file() else None),
            "budget_settings": b, "data_checksum": bench.data_sum, "val_curves_seed0": val_curves(runs),

@@ -32,6 +32,8 @@ def test_headline_shows_every_arm_with_the_papers_gain_beside_the_semires_rows()
                                make_tables.PAPER_GAIN_1PCT]
     assert head["rows"][2][5] is None  # not a SemiRES variant of the paper
     assert head["machine"] == "cpu" and make_tables.HEADLINE_SOURCE in head["notes"]
+    screened = make_tables.headline({**doc, "headline_variants": ["supervised only (burn-in)", "+IOM+PWA"]})
+    assert [r[0] for r in screened["rows"]] == ["supervised only (burn-in)", "+IOM+PWA"]  # screens stay in benchmarks/
 
 
 def test_every_results_file_is_rendered_and_current():

@@ -41,7 +41,7 @@ from semires.engine.runtime import amp_dtype, autocast, configure, frozen_heap, 
 from semires.engine.sampler import StreamBatchSampler
 from semires.errors import DataError, SemiresError
 from semires.eval.evaluate import draw_predictions
-from semires.eval.metrics import intersection_union
+from semires.eval.metrics import intersection_union, iou_from_counts
 from semires.models import load_tokenizer
 from semires.pseudo.predict import compete, ref_consensus, ref_probs, teacher_predict
 from semires.refine import CandidateSource, RefineConfig, refine
@@ -350,6 +350,9 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
         parts["ref_agreement"] = float(agreement.mean())
     if removed is not None:  # share of the consensus pseudo-mask that another ref of the image claimed
         parts["rival_removed"] = float(removed.mean())
+    # how well the student follows its targets: IoU of its strong-view prediction with the pseudo-label
+    parts["student_fit"] = float(iou_from_counts(*intersection_union(logits[b:].detach().argmax(1).bool(),
+                                                                       label.bool())).mean())
     # pseudo-label quality against the truth: logged to watch the teacher, never trained on
     i_a, u_a = intersection_union(label, truth)
     iou_a = i_a / u_a.clip(min=1)

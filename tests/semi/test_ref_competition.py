@@ -96,7 +96,7 @@ def test_semi_training_with_competition_logs_what_rivals_removed(semi_setup, tmp
                      progress=False)
     logged = [r for r in res["train_log"] if "rival_removed" in r]
     assert logged and all(0.0 <= r["rival_removed"] <= 1.0 for r in logged)
-    assert all(0.0 <= r["pseudo_on_target_refined"] <= 1.0 for r in logged)
+    assert all(0.0 <= r["pseudo_on_target_refined"] <= 1.0 and 0.0 <= r["student_fit"] <= 1.0 for r in logged)
 
 
 def test_a_saved_config_without_a_later_setting_had_its_default():
