@@ -58,7 +58,7 @@ from semires.pretrain.config import PretrainConfig
 from semires.refine import RefineConfig
 from semires.runs import params_hash
 from semires.tracking import Tracker, TrackingConfig
-from semires.train.config import BurnInConfig
+from semires.train.config import BurnInConfig, burn_in_steps, step_matched
 from semires.train.semi_config import SemiConfig
 
 SPLITS = ("val", "testA", "testB")
@@ -82,6 +82,9 @@ SEMI_ARMS: dict[str, tuple[RefineConfig, dict]] = {
                                                                        "dice_weight": 1.0, "unsup_dice_weight": 1.0}),
     "ref+soft+comp/w1": (RefineConfig(strategy="soft_iom", pwa=True), {"ref_consensus": True, "ref_competition": True,
                                                                      "sup_weight": 1.0}),
+    # the same without candidates: what the candidate refinement adds to consensus and competition
+    "ref+comp/w1": (RefineConfig(strategy="none", pwa=False), {"ref_consensus": True, "ref_competition": True,
+                                                              "sup_weight": 1.0}),
 }
 SUPERVISED_ARMS = ("burn_in_scratch", "burn_in", "supervised_long")
 LABELS = {"burn_in_scratch": "supervised only, backbone from scratch", "burn_in": "supervised only (burn-in)",
@@ -93,7 +96,8 @@ LABELS = {"burn_in_scratch": "supervised only, backbone from scratch", "burn_in"
           "ref+soft/w1": "ref consensus + soft IoU, supervised weight 1",
           "ref+soft/dice": "ref consensus + soft IoU, Dice on both terms", "mt/w1": "mean teacher, supervised weight 1",
           "ref+soft+comp/dice": "ref consensus + competition + soft IoU, Dice on both terms",
-          "ref+soft+comp/w1": "ref consensus + competition + soft IoU, supervised weight 1"}
+          "ref+soft+comp/w1": "ref consensus + competition + soft IoU, supervised weight 1",
+          "ref+comp/w1": "ref consensus + competition, no candidates, supervised weight 1"}
 
 BUDGETS: dict[str, dict] = {
     "smoke": {"preset": "tiny", "ratio": 0.25, "model": {"channels": [8, 16, 16, 16], "depths": [1, 1, 1, 1],
@@ -131,7 +135,7 @@ def semi_key(cfg: SemiConfig) -> dict:
 
 
 def burn_steps(budget: dict) -> int:
-    return budget["burn_in"]["epochs"] * budget["burn_in"]["steps_per_epoch"]
+    return burn_in_steps(BurnInConfig(**budget["burn_in"]))
 
 
 def _mean(xs):
@@ -185,11 +189,8 @@ class Bench:
         return self.model.model_copy(update={"backbone_weights": str(self.pretrained())})
 
     def burn_cfg(self, seed: int, steps: int | None = None) -> BurnInConfig:
-        b = dict(self.budget["burn_in"])
-        if steps is not None:  # same steps per epoch and evaluation spacing as the burn-in, more epochs
-            b["epochs"] = steps // b["steps_per_epoch"]
-            b["eval_every"] = max(1, b["epochs"] // 6)
-        return BurnInConfig(**b, **self.common, seed=seed, checkpoint_every=200)
+        cfg = BurnInConfig(**self.budget["burn_in"], **self.common, seed=seed, checkpoint_every=200)
+        return cfg if steps is None else step_matched(cfg, steps)
 
     def semi_cfg(self, seed: int, extra: dict) -> SemiConfig:
         return SemiConfig(**{**self.budget["semi"], **self.common, "checkpoint_every": 200, "seed": seed, **extra})
@@ -358,7 +359,9 @@ def _train_summary(run: dict) -> dict:
 
 
 def arm_rows(runs: dict) -> list[list]:
-    """One row per arm: mean ± spread over seeds per split, and val deltas paired by seed."""
+    """One row per arm: mean ± spread over seeds per split, and val deltas paired by seed: over the
+    burn-in, the step-matched supervised run, and the plain mean teacher with the same loss balance
+    (``mt`` for a variant, ``mt/<screen>`` for a screen): what refinement adds."""
     def per_seed(arm):
         return {s: r["eval"]["val"]["mIoU"] for s, r in runs.get(arm, {}).items()}
 
@@ -369,10 +372,12 @@ def arm_rows(runs: dict) -> list[list]:
             continue
         seeds = sorted(runs[arm])
         cells = [_cell([runs[arm][s]["eval"][split]["mIoU"] for s in seeds]) for split in SPLITS]
-        deltas = [None, None]
+        deltas = [None, None, None]
         if arm not in SUPERVISED_ARMS:
+            screen = arm.partition("/")[2]
+            mt = per_seed("mt/" + screen if screen else "mt") if not arm.startswith("mt") else {}
             deltas = [_cell([runs[arm][s]["eval"]["val"]["mIoU"] - ref[s] for s in seeds if s in ref], signed=True)
-                      for ref in (base, long_)]
+                      if ref else None for ref in (base, long_, mt)]
         rows.append([label, ",".join(map(str, seeds)), *cells, *deltas])
     return rows
 
@@ -586,7 +591,7 @@ def report(bench: Bench, out_dir: Path) -> list[Path]:
     doc = {"title": f"SemiRES gain at RefCOCO's 1 % label budget (RefShapes 'headline', CPU, "
                     f"{b['semi']['steps']:,}-step semi-supervised runs)",
            "columns": ["variant", "seeds", "val mIoU", "testA mIoU", "testB mIoU", "val vs burn-in",
-                       "val vs step-matched supervised"],
+                       "val vs step-matched supervised", "val vs mean teacher (same loss balance)"],
            "rows": arm_rows(runs), "raw": raw, "ratio_rows": ratio_rows, "budget": bench.budget_name,
            # the README's headline shows the variants, and a loss-balance screen ("<arm>/<screen>") once
            # it has three seeds

@@ -53,14 +53,17 @@ def render(result: dict) -> str:
 
 def headline(doc: dict) -> dict:
     """The README's headline table from ``gain_bench.json``: per training arm at the headline budget,
-    val mIoU (mean ± spread over seeds), its gain over the burn-in (the paper's supervised baseline) and
-    over the step-matched supervised run, with the paper's gain beside the SemiRES rows."""
+    val mIoU (mean ± spread over seeds), its gain over the burn-in (the paper's supervised baseline),
+    over the step-matched supervised run and (where the report has it) over the plain mean teacher with
+    the same loss balance, with the paper's gain beside the SemiRES rows."""
     c = {name: i for i, name in enumerate(doc["columns"])}
+    mt = "val vs mean teacher (same loss balance)"  # absent from reports written before it
     cols = ["training (170 labeled images)", "seeds", "val mIoU", "vs burn-in", "vs step-matched supervised",
-            "paper's gain (RefCOCO val, 1 %)"]
+            *(["vs mean teacher (same loss balance)"] if mt in c else []), "paper's gain (RefCOCO val, 1 %)"]
     shown = doc.get("headline_variants")  # None: every row (reports written before the screens)
     rows = [[r[c["variant"]], r[c["seeds"]], r[c["val mIoU"]], r[c["val vs burn-in"]],
-             r[c["val vs step-matched supervised"]], PAPER_GAIN_1PCT if r[c["variant"]] in _SEMIRES_ROWS else None]
+             r[c["val vs step-matched supervised"]], *([r[c[mt]]] if mt in c else []),
+             PAPER_GAIN_1PCT if r[c["variant"]] in _SEMIRES_ROWS else None]
             for r in doc["rows"] if shown is None or r[c["variant"]] in shown]
     notes = ("RefShapes 'headline' preset, CPU model (lavt_tiny, 64 px), embedded candidate generator instead of "
              f"SAM; details in benchmarks/README.md. Source: benchmarks/results/{HEADLINE_SOURCE}.json. The "

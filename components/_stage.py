@@ -40,6 +40,8 @@ REPORT = typer.Option(..., help="data-check report to write")
 METRICS = typer.Option(..., help="stage metrics JSON to write")
 CURVE = typer.Option(None, help="val mIoU/oIoU per evaluation, for `dvc plots` (JSON)")
 PARAMS = typer.Option(Path("params.yaml"), help="params file")
+PRETRAINED = typer.Option(None, help="pretrain stage folder: its backbone.safetensors starts the backbone (a folder "
+                          "of a disabled pretrain stage holds none)")
 
 
 def app(help: str) -> typer.Typer:
@@ -70,6 +72,37 @@ def cfg(p: Params, name: str, model: type) -> Any:
     return section(p, name, model)
 
 
+@dataclass(frozen=True)
+class ResourceUsage:
+    """What a stage process has used since it started its body: wall time, CPU time (user + system, its
+    own and its finished child processes') and peak resident memory (the larger of its own and its
+    largest child's). Logged to the stage's MLflow run as ``resource.*`` (never to the metrics file,
+    which must be identical whoever runs the stage): what a cost model or a pod's request reads."""
+
+    wall: float
+    cpu: float
+
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                      resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    @classmethod
+    def start(cls) -> ResourceUsage:
+        return cls(time.perf_counter(), cls._cpu())
+
+    def since(self) -> dict[str, float]:
+        """``resource.wall_s``, ``resource.cpu_s`` and ``resource.peak_rss_mib`` (Linux reports KiB)."""
+        import resource
+
+        peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        return {"resource.wall_s": round(time.perf_counter() - self.wall, 3),
+                "resource.cpu_s": round(self._cpu() - self.cpu, 3), "resource.peak_rss_mib": round(peak_kib / 1024, 1)}
+
+
 @dataclass
 class Stage:
     """The running stage: its MLflow settings, the metrics it reported, what it logs.
@@ -83,6 +116,7 @@ class Stage:
     tracking: TrackingConfig
     metrics: dict = field(default_factory=dict)
     deferred: list = field(default_factory=list)
+    usage: ResourceUsage = field(default_factory=lambda: ResourceUsage.start())
 
     def log_metrics(self, metrics: Mapping[str, Any], to_parent: bool = False, to_run: bool = True) -> None:
         """Record numeric metrics for the metrics file and log them to the stage run (``to_run``; off when
@@ -154,7 +188,7 @@ def _stage_body(name: str, p: Params, sections: Mapping[str, Any], metrics_path:
         st = Stage(name, Tracker(tracking, run_dir=Path("."), active=False), tracking)
         yield st
         _write_metrics(st, metrics_path)
-        _complete_library_run(st, tags)
+        _complete_library_run(st, tags, st.usage.since())
         return
     tracker = Tracker(tracking, run_dir=Path("."))
     with tracker.run(name, tags=tags):
@@ -162,6 +196,8 @@ def _stage_body(name: str, p: Params, sections: Mapping[str, Any], metrics_path:
         st = Stage(name, tracker, tracking)
         yield st
         _write_metrics(st, metrics_path)
+        if tracker.enabled and is_main_process():
+            tracker.log_metrics(st.usage.since())
 
 
 def is_main_process() -> bool:
@@ -186,8 +222,8 @@ def _write_metrics(st: Stage, metrics_path: str | Path | None) -> None:
         st.log_artifact(metrics_path)
 
 
-def _complete_library_run(st: Stage, tags: Mapping[str, str]) -> None:
-    """Add tags, metrics and deferred artifacts to the run the library opened for this stage."""
+def _complete_library_run(st: Stage, tags: Mapping[str, str], usage: Mapping[str, float]) -> None:
+    """Add tags, metrics, the resource usage and deferred artifacts to the run the library opened for this stage."""
     if not (tracking_on(st.tracking) and is_main_process()):
         return
     import mlflow
@@ -201,7 +237,7 @@ def _complete_library_run(st: Stage, tags: Mapping[str, str]) -> None:
     client, run_id = mlflow.MlflowClient(), runs[0].info.run_id
     for k, v in tags.items():
         client.set_tag(run_id, k, v)
-    for k, v in st.metrics.items():
+    for k, v in {**st.metrics, **usage}.items():
         client.log_metric(run_id, k.replace("@", "_at_"), v)
     for path, artifact_path in st.deferred:
         if path.is_file():
@@ -248,3 +284,32 @@ def write_curve(path: str | Path, history: list[dict], keys: tuple[str, ...] = (
     io.write_json(path, [{"step": int(h.get("step", i)), **{k: float(h[k]) for k in keys if k in h}}
                          for i, h in enumerate(history)])
 
+
+
+def train_labeled(name: str, p: Params, index: Path, splits: Path, out: Path, burn: Any, metrics: Path,
+                  curve: Path | None, pretrained: Path | None, sections: Mapping[str, Any] | None = None) -> dict:
+    """Supervised training on the labeled split that ``pipeline.label_ratio`` picks, as stage ``name``
+    (the burn-in and the step-matched baseline): the backbone starts from ``<pretrained>/backbone.safetensors``
+    when the pretrain stage wrote one; logs the best val scores, the epoch and the steps; returns
+    :func:`semires.train.supervised.train_supervised`'s result."""
+    from semires.data.splits import ratio_dir
+    from semires.models.config import ModelConfig
+    from semires.pipeline import PipelineConfig
+    from semires.train.supervised import resolve_labeled, train_supervised
+
+    pipe, model = cfg(p, "pipeline", PipelineConfig), cfg(p, "model", ModelConfig)
+    if pretrained is not None and (pretrained / "backbone.safetensors").is_file():
+        model = model.model_copy(update={"backbone_weights": str(pretrained / "backbone.safetensors")})
+    with stage(name, p, {"pipeline": pipe, "model": model, "burn_in": burn, **(sections or {})}, metrics,
+               library_run=True) as st:
+        result = train_supervised(index, resolve_labeled(ratio_dir(splits, pipe.label_ratio)), out, model, burn,
+                                  st.tracking, run_name=name)
+        best = result.get("best") or {}
+        if curve:
+            write_curve(curve, result.get("history") or [])
+        st.log_metrics({**{f"val.{k}": v for k, v in best.items()}, "best_epoch": result.get("best_epoch") or 0,
+                        "steps": result.get("steps", 0)})
+    typer.echo(f"{name} in {out}: best val mIoU {best.get('mIoU', float('nan')):.2f}, "
+               f"oIoU {best.get('oIoU', float('nan')):.2f} (epoch {result.get('best_epoch')}, "
+               f"{result.get('steps', 0)} steps)")
+    return result

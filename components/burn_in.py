@@ -16,7 +16,6 @@ from pathlib import Path
 import typer
 
 from components import _stage
-from semires.pipeline import PipelineConfig
 
 APP = _stage.app(__doc__)
 
@@ -27,31 +26,13 @@ def main(index: Path = _stage.INDEX,
          out: Path = typer.Option(..., help="checkpoint folder to write"),
          metrics: Path = _stage.METRICS,
          curve: Path = _stage.CURVE,
-         pretrained: Path = typer.Option(None, help="pretrain stage folder: its backbone.safetensors starts the "
-                                          "backbone (a folder of a disabled pretrain stage holds none)"),
+         pretrained: Path = _stage.PRETRAINED,
          params: Path = _stage.PARAMS) -> None:
-    from semires.data.splits import ratio_dir
-    from semires.models.config import ModelConfig
     from semires.train.config import BurnInConfig
-    from semires.train.supervised import resolve_labeled, train_supervised
 
     p = _stage.params(params)
-    pipe, model, cfg = (_stage.cfg(p, "pipeline", PipelineConfig), _stage.cfg(p, "model", ModelConfig),
-                        _stage.cfg(p, "burn_in", BurnInConfig))
-    folder = ratio_dir(splits, pipe.label_ratio)
-    if pretrained is not None and (pretrained / "backbone.safetensors").is_file():
-        model = model.model_copy(update={"backbone_weights": str(pretrained / "backbone.safetensors")})
-    with _stage.stage("burn_in", p, {"pipeline": pipe, "model": model, "burn_in": cfg}, metrics,
-                      library_run=True) as st:
-        result = train_supervised(index, resolve_labeled(folder), out, model, cfg, st.tracking,
-                                  run_name="burn_in")
-        best = result.get("best") or {}
-        if curve:
-            _stage.write_curve(curve, result.get("history") or [])
-        st.log_metrics({**{f"val.{k}": v for k, v in best.items()}, "best_epoch": result.get("best_epoch") or 0,
-                        "steps": result.get("steps", 0)})
-        typer.echo(f"burn-in teacher in {out}: best val mIoU {best.get('mIoU', float('nan')):.2f}, "
-                   f"oIoU {best.get('oIoU', float('nan')):.2f} (epoch {result.get('best_epoch')})")
+    _stage.train_labeled("burn_in", p, index, splits, out, _stage.cfg(p, "burn_in", BurnInConfig), metrics, curve,
+                         pretrained)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ SPLIT_KEYS = ("n", "mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9")
 # the stages whose metrics files this stage reads, as semires/stages.py names their files
 STAGES = tuple(st.metrics_name or st.name for st in metric_stages())
 SPLIT_ORDER = ("val", "test", "testA", "testB")
+BASELINES = ("teacher.", "supervised.")  # the evaluate stage's prefixes of the supervised-only baselines' scores
 
 
 def stage_metrics(metrics_dir: Path | None, pairs: list[str]) -> dict[str, dict]:
@@ -48,7 +49,7 @@ def stage_metrics(metrics_dir: Path | None, pairs: list[str]) -> dict[str, dict]
 
 
 def _splits(ev: dict) -> list[str]:
-    return sorted({k.split(".", 1)[0] for k in ev if "." in k and not k.startswith("teacher.")},
+    return sorted({k.split(".", 1)[0] for k in ev if "." in k and not k.startswith(BASELINES)},
                   key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
 
 
@@ -67,7 +68,9 @@ def scores(m: dict[str, dict], student_s: float | None = None, teacher_s: float 
 
     ``student.<split>.mIoU`` / ``.oIoU`` for every evaluated split; ``teacher.val.*`` (the burn-in
     teacher: scored by the evaluate stage on the same split when it was given ``--teacher``, else its
-    val subset score while training); ``gain.val.*`` (student minus teacher); the
+    val subset score while training); ``supervised.val.*`` (the step-matched supervised baseline, when
+    the evaluate stage scored one); ``gain.val.*`` (student minus teacher); ``gain_matched.val.*``
+    (student minus the step-matched baseline); the
     pseudo-label lift of refinement (``pseudo.lift.*``: refined minus raw pseudo-label IoU against
     the truth) and its ``pseudo.match_rate``; training wall time of teacher and student
     (``time.*_train_s``). Keys whose source is missing are left out.
@@ -84,8 +87,13 @@ def scores(m: dict[str, dict], student_s: float | None = None, teacher_s: float 
         elif f"val.{k}" in b:
             out[f"teacher.val.{k}"] = b[f"val.{k}"]
     for k in ("mIoU", "oIoU"):
+        if f"supervised.val.{k}" in ev:
+            out[f"supervised.val.{k}"] = ev[f"supervised.val.{k}"]
+    for k in ("mIoU", "oIoU"):
         if f"student.val.{k}" in out and f"teacher.val.{k}" in out:
             out[f"gain.val.{k}"] = out[f"student.val.{k}"] - out[f"teacher.val.{k}"]
+        if f"student.val.{k}" in out and f"supervised.val.{k}" in out:
+            out[f"gain_matched.val.{k}"] = out[f"student.val.{k}"] - out[f"supervised.val.{k}"]
     for k in ("mIoU", "oIoU"):
         if f"delta_{k}" in r:
             out[f"pseudo.lift.{k}"] = r[f"delta_{k}"]
@@ -95,6 +103,26 @@ def scores(m: dict[str, dict], student_s: float | None = None, teacher_s: float 
         if value is not None:
             out[f"time.{name}_train_s"] = value
     return out
+
+
+def side_by_side(ev: dict, splits: list[str]) -> list[str]:
+    """Markdown lines: per split, the student's mIoU beside the supervised-only baselines the evaluate
+    stage scored (the burn-in teacher; the step-matched run) and its gain over each; [] when it scored none."""
+    cols = [(p, name) for p, name in (("teacher", "burn-in"), ("supervised", "step-matched supervised"))
+            if any(f"{p}.{s}.mIoU" in ev for s in splits)]
+    if not cols:
+        return []
+    lines = ["", "## Student against supervised only (same labels), mIoU", "",
+             "| split | " + " | ".join(f"supervised only: {name}" for _, name in cols) + " | SemiRES student | "
+             + " | ".join(f"gain over {name}" for _, name in cols) + " |",
+             "|---|" + "---|" * (2 * len(cols) + 1)]
+    for s in splits:
+        v, base = ev.get(f"{s}.mIoU"), [ev.get(f"{p}.{s}.mIoU") for p, _ in cols]
+        if v is None or None in base:
+            continue
+        lines.append(f"| {s} | " + " | ".join(f"{t:.2f}" for t in base) + f" | {v:.2f} | "
+                     + " | ".join(f"{v - t:+.2f}" for t in base) + " |")
+    return lines
 
 
 def summary_markdown(summary: dict, m: dict[str, dict]) -> str:
@@ -111,13 +139,7 @@ def summary_markdown(summary: dict, m: dict[str, dict]) -> str:
             v = ev.get(f"{s}.{k}")
             cells.append("-" if v is None else (f"{int(v)}" if k == "n" else f"{v:.2f}"))
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    if any(f"teacher.{s}.mIoU" in ev for s in splits):
-        lines += ["", "## Student against supervised only (the burn-in teacher, same labels), mIoU", "",
-                  "| split | supervised only (burn-in) | SemiRES student | gain |", "|---|---|---|---|"]
-        for s in splits:
-            t, v = ev.get(f"teacher.{s}.mIoU"), ev.get(f"{s}.mIoU")
-            if t is not None and v is not None:
-                lines.append(f"| {s} | {t:.2f} | {v:.2f} | {v - t:+.2f} |")
+    lines += side_by_side(ev, splits)
     b, r, c = m.get("burn_in", {}), m.get("refine", {}), m.get("candidates", {})
     lines += ["", "## Stages", "",
               (f"- candidates: {int(c.get('images', 0))} images, "

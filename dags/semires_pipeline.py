@@ -77,7 +77,8 @@ def stage_task(st):
     params={
         "label_ratio": Param(0.1, type="number", exclusiveMinimum=0, maximum=1,
                              description="labeled fraction of train images (pipeline.label_ratio)"),
-        "strategy": Param("iom", enum=["none", "iom", "cpi", "soft_iom"], description="refinement: none (mean teacher), iom, cpi, soft_iom"),
+        "strategy": Param("soft_iom", enum=["none", "iom", "cpi", "soft_iom"],
+                          description="refinement: none (mean teacher), iom, cpi, soft_iom (params.yaml's default)"),
         "pwa": Param(True, type="boolean", description="pixel-wise adjustment for unmatched pseudo-labels"),
         "base_params": Param("params.yaml", type="string", description="params file in the project, run's base"),
         "overrides": Param([], type="array", description="extra KEY.PATH=VALUE overrides, e.g. semi.steps=500"),

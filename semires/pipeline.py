@@ -52,12 +52,12 @@ def section_models() -> dict[str, type]:
     from semires.pseudo.config import PseudoLabelConfig, RefineStageConfig
     from semires.refine.config import RefineConfig
     from semires.tracking import TrackingConfig
-    from semires.train.config import BurnInConfig
+    from semires.train.config import BurnInConfig, SupervisedConfig
     from semires.train.semi_config import SemiConfig
 
     return {"data": DataConfig, "split": SplitConfig, "pipeline": PipelineConfig, "checks": ChecksConfig,
             "mlflow": TrackingConfig, "candidates": CandidatesConfig, "model": ModelConfig, "pretrain": PretrainConfig,
-            "burn_in": BurnInConfig,
+            "burn_in": BurnInConfig, "supervised": SupervisedConfig,
             "pseudo_label": PseudoLabelConfig, "refine": RefineConfig, "refine_stage": RefineStageConfig,
             "semi": SemiConfig, "evaluate": EvaluateConfig, "report": ReportConfig}
 

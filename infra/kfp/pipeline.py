@@ -178,7 +178,7 @@ def build(image: str, num_shards: int = 2, gpu: bool = True, env: dict[str, str]
         return task
 
     @dsl.pipeline(name="semires", description="Semi-supervised referring expression segmentation (SemiRES) pipeline")
-    def semires_pipeline(label_ratio: float = 0.1, strategy: str = "iom", pwa: bool = True, overrides: str = "[]"):
+    def semires_pipeline(label_ratio: float = 0.1, strategy: str = "soft_iom", pwa: bool = True, overrides: str = "[]"):
         with dsl.ExitHandler(end_op(kfp_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER), name="semires-run"):
             conf = configure_op(label_ratio=label_ratio, strategy=strategy, pwa=pwa, overrides=overrides,
                                 kfp_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field
 
-from semires.config import TrainingRuntime
+from semires.config import Section, TrainingRuntime
 
 
 class BurnInConfig(TrainingRuntime):
@@ -54,3 +56,37 @@ class BurnInConfig(TrainingRuntime):
                                 "rounding")
     cache_images: bool = Field(True, description="keep resized images and masks in memory after the first read")
     overlays: int = Field(12, ge=0, description="val predictions drawn into overlays.png at the end")
+
+
+class SupervisedConfig(Section):
+    """The ``supervised`` stage: the step-matched supervised-only baseline.
+
+    The burn-in is the paper's baseline, but a semi-supervised run trains longer than it; this run
+    trains on the same labeled images with the burn-in's settings for as many optimizer steps as
+    burn-in plus student, so that the student's gain over it cannot come from training longer.
+    """
+
+    enabled: bool = Field(True, description="train the step-matched baseline (false: the stage writes only a "
+                                            "note and the report leaves its column out)")
+    steps: int | None = Field(None, ge=1, description="its optimizer steps; None = burn-in steps (burn_in.epochs x "
+                              "burn_in.steps_per_epoch) + semi.steps, which needs both set")
+
+
+def step_matched(burn: BurnInConfig, steps: int) -> BurnInConfig:
+    """``burn`` run for at least ``steps`` optimizer steps: the same steps per epoch, learning-rate schedule
+    shape and evaluation spacing per step, ``ceil(steps / steps_per_epoch)`` epochs.
+
+    Raises ValueError when ``burn.steps_per_epoch`` is None (an epoch's length then depends on the data).
+    """
+    if burn.steps_per_epoch is None:
+        raise ValueError("a step-matched run needs burn_in.steps_per_epoch (or supervised.steps and "
+                         "burn_in.steps_per_epoch) set")
+    epochs = max(burn.epochs, math.ceil(steps / burn.steps_per_epoch))
+    return burn.model_copy(update={"epochs": epochs, "eval_every": max(1, burn.eval_every * epochs // burn.epochs)})
+
+
+def burn_in_steps(burn: BurnInConfig) -> int:
+    """The burn-in's optimizer steps (ValueError when they depend on the data: steps_per_epoch None)."""
+    if burn.steps_per_epoch is None:
+        raise ValueError("the burn-in's step count needs burn_in.steps_per_epoch set")
+    return burn.epochs * burn.steps_per_epoch

@@ -20,9 +20,10 @@ import pytest
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
 STAGES = ["data", "split", "candidates@shard-00000-of-00002", "candidates@shard-00001-of-00002", "candidates_merge",
-          "pretrain", "burn_in", "pseudo_label", "refine", "train_student", "evaluate", "report"]
+          "pretrain", "burn_in", "supervised", "pseudo_label", "refine", "train_student", "evaluate", "report"]
 OUTS = ["data/refshapes", "data/index.json", "data/splits", "data/candidates", "models/pretrain/backbone.safetensors",
-        "models/burn_in", "data/pseudo", "data/refined", "models/student", "eval/student", "eval/student/teacher"]
+        "models/burn_in", "models/supervised", "data/pseudo", "data/refined", "models/student", "eval/student",
+        "eval/student/teacher", "eval/student/supervised"]
 
 
 def ran(output: str) -> list[str]:
@@ -71,7 +72,10 @@ def test_repro_runs_every_stage_and_gates_pass(project, first):
     assert {"val.mIoU", "val.oIoU", "testA.mIoU", "testB.oIoU"} <= set(ev)
     summary = (root / "reports/summary.md").read_text()
     assert "| val |" in summary and "iom+pwa" in summary
-    assert "Student against supervised only" in summary and "teacher.val.mIoU" in ev
+    assert "Student against supervised only" in summary and {"teacher.val.mIoU", "supervised.val.mIoU"} <= set(ev)
+    matched = json.loads((root / "models/supervised/metrics.json").read_text())
+    student = json.loads((root / "models/student/metrics.json").read_text())
+    assert matched["steps"] >= json.loads((root / "models/burn_in/metrics.json").read_text())["steps"] + student["steps"]
     burn = json.loads((root / "models/burn_in/config.json").read_text())
     assert burn["model"]["backbone_weights"].endswith("models/pretrain/backbone.safetensors")  # burn-in started there
 

@@ -80,6 +80,33 @@ def test_report_puts_the_student_beside_supervised_only_on_the_same_splits():
     assert got["teacher.val.mIoU"] == 42.0 and got["gain.val.mIoU"] == 8.0 and "student.teacher.mIoU" not in got
 
 
+def test_report_sets_the_student_beside_both_supervised_baselines():
+    sys.path.insert(0, str(ROOT))
+    from components.report import scores, summary_markdown
+
+    m = {"evaluate": {"val.n": 10, "val.mIoU": 50.0, "val.oIoU": 60.0, "teacher.val.mIoU": 42.0,
+                      "teacher.val.oIoU": 51.0, "supervised.val.mIoU": 46.0, "supervised.val.oIoU": 57.0,
+                      "supervised.val.n": 10}}
+    text = summary_markdown({"label_ratio": 0.1}, m)
+    assert "| val | 42.00 | 46.00 | 50.00 | +8.00 | +4.00 |" in text
+    assert "| supervised |" not in text  # a baseline's scores are not a split of the student's
+    got = scores(m)
+    assert got["supervised.val.mIoU"] == 46.0 and got["gain_matched.val.mIoU"] == 4.0 and got["gain.val.mIoU"] == 8.0
+
+
+def test_resource_usage_counts_cpu_and_memory_of_the_stage_body():
+    sys.path.insert(0, str(ROOT))
+    from components._stage import ResourceUsage
+
+    usage = ResourceUsage.start()
+    block = bytearray(64 * 2**20)  # 64 MiB touched: the peak resident memory holds it
+    block[::4096] = b"x" * len(block[::4096])
+    sum(i * i for i in range(2_000_000))  # CPU work in this process
+    got = usage.since()
+    assert set(got) == {"resource.wall_s", "resource.cpu_s", "resource.peak_rss_mib"}
+    assert got["resource.cpu_s"] > 0 and got["resource.wall_s"] > 0 and got["resource.peak_rss_mib"] >= 64
+
+
 def test_kill_switch_fires_once(tmp_path):
     target, marker = tmp_path / "shard-00001.npz", tmp_path / "killed"
     code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from components._stage import arm_kill_switch;"
