@@ -116,7 +116,7 @@ class Stage:
     tracking: TrackingConfig
     metrics: dict = field(default_factory=dict)
     deferred: list = field(default_factory=list)
-    usage: ResourceUsage = field(default_factory=lambda: ResourceUsage.start())
+    usage: ResourceUsage = field(default_factory=ResourceUsage.start)
 
     def log_metrics(self, metrics: Mapping[str, Any], to_parent: bool = False, to_run: bool = True) -> None:
         """Record numeric metrics for the metrics file and log them to the stage run (``to_run``; off when
@@ -283,7 +283,6 @@ def write_curve(path: str | Path, history: list[dict], keys: tuple[str, ...] = (
     """Write a training curve for ``dvc plots``: ``[{"step", "mIoU", "oIoU"}, ...]`` (JSON, atomically)."""
     io.write_json(path, [{"step": int(h.get("step", i)), **{k: float(h[k]) for k in keys if k in h}}
                          for i, h in enumerate(history)])
-
 
 
 def train_labeled(name: str, p: Params, index: Path, splits: Path, out: Path, burn: Any, metrics: Path,
