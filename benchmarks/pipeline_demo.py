@@ -4,7 +4,7 @@ Runs the demo in a throw-away copy of the working tree (its own services, DVC ca
 the repository's .venv is linked, not copied), then reads every stage's MLflow run for its duration
 and the report for the scores. Writes benchmarks/results/pipeline_demo.json.
 
-    .venv/bin/python benchmarks/pipeline_demo.py            # about 11 minutes on 2 cores
+    .venv/bin/python benchmarks/pipeline_demo.py            # about 19 minutes on 2 cores
 
 Stage durations are MLflow run durations (the stage's work, without its ~5-10 s of Python and
 library start-up); "total" is the whole demo.sh wall time, services start-up and dvc push included.
@@ -13,7 +13,6 @@ library start-up); "total" is the whole demo.sh wall time, services start-up and
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from semires.hardware import cpu_name, cpu_native_bf16
 from semires.io import write_json
 
 SKIP = {".venv", "data", "models", "eval", "runs", ".services", "mlruns", "mlartifacts", "out", ".git"}
@@ -90,7 +90,8 @@ def main() -> None:
         rows.append([name, round(secs, 1)])
         raw.append({"stage": name, "seconds": secs, "metrics": r.data.metrics})
     rows.append(["total (demo.sh, services and dvc push included)", round(total, 1)])
-    m = {k: parent.data.metrics.get(k, float("nan")) for k in ("val.mIoU", "val.oIoU", "testA.mIoU", "testB.mIoU")}
+    m = {k: parent.data.metrics.get(k, float("nan")) for k in ("val.mIoU", "val.oIoU", "testA.mIoU", "testB.mIoU",
+                                                                 "teacher.val.mIoU", "supervised.val.mIoU")}
     subprocess.run([str(work / ".venv/bin/semires"), "pipeline", "services", "down", "--state-dir",
                     str(work / ".services")], check=False)
     result = {
@@ -99,9 +100,13 @@ def main() -> None:
         "notes": (f"{setting_note()}, params.yaml as committed, "
                   f"SEMIRES_THREADS={os.environ.get('SEMIRES_THREADS', '1')}. "
                   f"Student val mIoU {m['val.mIoU']:.2f} / oIoU {m['val.oIoU']:.2f}, "
-                  f"testA mIoU {m['testA.mIoU']:.2f}, testB mIoU {m['testB.mIoU']:.2f}. "
+                  f"testA mIoU {m['testA.mIoU']:.2f}, testB mIoU {m['testB.mIoU']:.2f}; its burn-in teacher "
+                  f"{m['teacher.val.mIoU']:.2f} and the step-matched supervised run {m['supervised.val.mIoU']:.2f} "
+                  "val mIoU. "
                   f"Load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (shared machine)."),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": str(date.today()),
+        "machine": (f"{cpu_name()}, {os.cpu_count()} cores, "
+                    f"{'native bf16' if cpu_native_bf16() else 'no native bf16 (AVX2 kind)'}"),
+        "date": str(date.today()),
         "raw": raw, "total_s": total, "parent_metrics": m,
     }
     out = ROOT / "benchmarks/results/pipeline_demo.json"
