@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from semires.hardware import cpu_name, cpu_native_bf16
+from semires.hardware import cpu_summary
 from semires.io import write_json
 
 SKIP = {".venv", "data", "models", "eval", "runs", ".services", "mlruns", "mlartifacts", "out", ".git"}
@@ -104,9 +104,7 @@ def main() -> None:
                   f"{m['teacher.val.mIoU']:.2f} and the step-matched supervised run {m['supervised.val.mIoU']:.2f} "
                   "val mIoU. "
                   f"Load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (shared machine)."),
-        "machine": (f"{cpu_name()}, {os.cpu_count()} cores, "
-                    f"{'native bf16' if cpu_native_bf16() else 'no native bf16 (AVX2 kind)'}"),
-        "date": str(date.today()),
+        "machine": cpu_summary(), "date": str(date.today()),
         "raw": raw, "total_s": total, "parent_metrics": m,
     }
     out = ROOT / "benchmarks/results/pipeline_demo.json"

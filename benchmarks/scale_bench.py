@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Self
+
+from semires import services
+from semires.hardware import cpu_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -65,7 +67,7 @@ class Airflow:
 
     def __init__(self, work: Path, services_env: dict):
         self.home = work / "airflow"
-        port = free_port()  # the API server's; tasks reach it through the execution API URL
+        port = services.free_port()  # the API server's; tasks reach it through the execution API URL
         self.env = {**os.environ, **services_env, "AIRFLOW_HOME": str(self.home),
                     "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
                     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
@@ -123,12 +125,6 @@ class Airflow:
     def tasks(self, run_id: str) -> list[dict]:
         """Each task instance of the run: task_id, map_index, state, start and end (ISO)."""
         return json_out(self.airflow("tasks", "states-for-dag-run", DAG, run_id, "-o", "json"))
-
-
-def free_port() -> int:
-    from semires.services import free_port as pick
-
-    return pick()
 
 
 def stage_usage(tracking_uri: str, run_id: str) -> list[dict]:
@@ -229,7 +225,7 @@ def report(work: Path, results: list[dict]) -> None:
            "runs": [{k: r[k] for k in ("images", "run_id", "state", "max_concurrent_tasks")} | counts(work, r["images"])
                     for r in results],
            "raw": results, "overrides": SCALE_OVERRIDES,
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+           "machine": cpu_summary(),
            "date": time.strftime("%Y-%m-%d"),
            "notes": ("One DAG run per size, one after another, on an otherwise idle machine; wall, CPU (user + "
                      "system, the process and its finished children) and peak resident memory per task from the "
@@ -247,9 +243,6 @@ def main() -> None:
     ap.add_argument("--timeout-s", type=float, default=3 * 3600, help="per DAG run")
     ap.add_argument("--report", action="store_true", help="only collect finished runs and write the report")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from semires import services
-
     args.work = args.work.resolve()
     svc = services.up(args.work / "services")
     env = {**svc.env(), **services.credentials_env(dict(os.environ))}

@@ -23,6 +23,9 @@ def test_cpu_amp_follows_the_bf16_flags(monkeypatch):
     for flag in ("avx512_bf16", "amx_bf16"):
         monkeypatch.setattr(hardware, "cpu_flags", lambda flag=flag: {"avx2", flag})
         assert hardware.cpu_native_bf16() and hardware.cpu_amp() == "bf16"
+    assert hardware.cpu_summary().endswith(", native bf16")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2"})
+    assert hardware.cpu_summary() == f"{cpu_name()}, {os.cpu_count()} cores, no native bf16 (AVX2 kind)"
     monkeypatch.undo()
     assert isinstance(hardware.cpu_flags(), set)
 
