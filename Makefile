@@ -38,7 +38,7 @@ demo: install
 	bash scripts/demo.sh
 
 lint: install
-	$(VENV)/bin/ruff check semires components dags benchmarks tests
+	$(VENV)/bin/ruff check semires components dags benchmarks scripts tests
 
 tables: install
 	$(PY) benchmarks/make_tables.py

@@ -17,6 +17,6 @@ def test_ruff_finds_nothing():
     exe = str(ruff) if ruff.is_file() else shutil.which("ruff")
     if exe is None:
         pytest.skip("ruff is not installed (it comes with the [test] extra)")
-    res = subprocess.run([exe, "check", "--no-cache", "semires", "components", "dags", "benchmarks", "tests"],
+    res = subprocess.run([exe, "check", "--no-cache", "semires", "components", "dags", "benchmarks", "scripts", "tests"],
                          cwd=ROOT, check=False, capture_output=True, text=True)
     assert res.returncode == 0, f"`make lint` fails:\n{res.stdout}{res.stderr}"

@@ -53,10 +53,15 @@ def denormalize(image: torch.Tensor) -> np.ndarray:
 
 
 def logits_to_masks(logits: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """(B, 2, h, w) logits -> (B, H, W) bool masks (argmax), upsampled bilinearly to ``size`` first."""
+    """(B, 2, h, w) logits -> (B, H, W) bool masks (argmax), upsampled bilinearly to ``size`` first.
+
+    The argmax of two classes is the sign of their difference, and bilinear interpolation is
+    linear: only the (B, 1, h, w) difference is upsampled (half the work; a tie stays background,
+    as argmax picks the first class)."""
+    diff = logits[:, 1:2].float() - logits[:, 0:1].float()
     if size is not None and tuple(logits.shape[-2:]) != tuple(size):
-        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-    return logits.argmax(dim=1).bool()
+        diff = F.interpolate(diff, size=size, mode="bilinear", align_corners=False)
+    return diff[:, 0] > 0
 
 
 def foreground_prob(logits: torch.Tensor) -> torch.Tensor:

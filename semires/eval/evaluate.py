@@ -80,11 +80,17 @@ def evaluate_model(model: torch.nn.Module, dataset: ExpressionDataset, *, batch_
         with autocast(device, dtype):
             logits = model(batch["image"].to(device), batch["input_ids"].to(device),
                            batch["attention_mask"].to(device))
-        logits = logits.float()
-        for j, k in enumerate(batch["index"].tolist()):
+        rows = batch["index"].tolist()
+        sizes = [(int(index.images[dataset.expressions[k].image_id]["height"]),
+                  int(index.images[dataset.expressions[k].image_id]["width"])) for k in rows]
+        preds: dict[int, torch.Tensor] = {}
+        for hw in dict.fromkeys(sizes):  # one upsampling per image size in the batch
+            js = [j for j, s in enumerate(sizes) if s == hw]
+            for j, m in zip(js, logits_to_masks(logits[js], hw).cpu()):
+                preds[j] = m
+        for j, k in enumerate(rows):
             e = dataset.expressions[k]
-            im = index.images[e.image_id]
-            pred = logits_to_masks(logits[j:j + 1], (int(im["height"]), int(im["width"])))[0].cpu()
+            pred = preds[j]
             truth = torch.from_numpy(index.ann_mask(e.ann_id))
             inter[k] = int((pred & truth).sum())
             union[k] = int((pred | truth).sum())

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from semires import io
 from semires.data.index import RefIndex
 from semires.engine.dataset import ExpressionDataset
+from semires.engine.transforms import logits_to_masks
 from semires.errors import DataError
 from semires.eval.evaluate import eval_splits, evaluate_checkpoint, evaluate_model
 
@@ -59,6 +60,18 @@ def test_evaluate_checkpoint_writes_results_and_overlays(trained_run, mini_index
     (out / "overlays_val.png").unlink()
     assert evaluate_checkpoint(mini_index, trained_run / "best.safetensors", out, progress=False) == res
     assert not (out / "overlays_val.png").exists()
+
+
+def test_masks_are_the_argmax_of_the_upsampled_logits():
+    """Upsampling only the class difference gives the argmax of the upsampled logits; a tie is background."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 2, 16, 16) * 3
+    for size in ((16, 16), (37, 53), (7, 9)):
+        ref = torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False).argmax(1)
+        assert torch.equal(logits_to_masks(logits, size), ref.bool())
+    assert torch.equal(logits_to_masks(logits), logits.argmax(1).bool())
+    assert not logits_to_masks(torch.zeros(2, 2, 4, 4), (8, 8)).any()
+    assert logits_to_masks(logits.bfloat16(), (20, 20)).dtype == torch.bool
 
 
 def test_unknown_split_is_a_clear_error(mini_index):
