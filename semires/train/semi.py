@@ -39,6 +39,7 @@ from semires.engine.loop import TRAIN_LOG, StepLoop, elapsed
 from semires.engine.optim import build_optimizer, build_scheduler
 from semires.engine.runtime import amp_dtype, autocast, configure, frozen_heap, seed_everything
 from semires.engine.sampler import StreamBatchSampler
+from semires.engine.transforms import logits_to_masks
 from semires.errors import DataError, SemiresError
 from semires.eval.evaluate import draw_predictions
 from semires.eval.metrics import intersection_union, iou_from_counts
@@ -351,7 +352,7 @@ def _step(pair: MeanTeacher, optimizer, scheduler, lab: dict, unl: dict, cfg: Se
     if removed is not None:  # share of the consensus pseudo-mask that another ref of the image claimed
         parts["rival_removed"] = float(removed.mean())
     # how well the student follows its targets: IoU of its strong-view prediction with the pseudo-label
-    parts["student_fit"] = float(iou_from_counts(*intersection_union(logits[b:].detach().argmax(1).bool(),
+    parts["student_fit"] = float(iou_from_counts(*intersection_union(logits_to_masks(logits[b:].detach()),
                                                                        label.bool())).mean())
     # pseudo-label quality against the truth: logged to watch the teacher, never trained on
     i_a, u_a = intersection_union(label, truth)
