@@ -43,7 +43,7 @@ def main(index: Path = _stage.INDEX,
                              _stage.cfg(p, "refine", RefineConfig))
     split = load_split(ratio_dir(splits, pipe.label_ratio))
     online = cfg.mode == "online"
-    source = open_candidates(candidates, online and needs_candidates(refine_cfg.strategy))
+    source = open_candidates(candidates, online and needs_candidates(refine_cfg.strategy), cfg.candidate_cache_mb)
     with _stage.stage("train_student", p, {"pipeline": pipe, "semi": cfg, "refine": refine_cfg}, metrics,
                       library_run=True) as st:
         result = train_semi(index, split.labeled, split.unlabeled, teacher / "best.safetensors", out, cfg, refine_cfg,

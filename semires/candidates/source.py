@@ -8,12 +8,12 @@ from semires.candidates.store import CandidateStore
 from semires.errors import SemiresError
 
 
-def open_candidates(path: str | Path | None, needed: bool) -> CandidateStore | None:
+def open_candidates(path: str | Path | None, needed: bool, cache_mb: float = 1024.0) -> CandidateStore | None:
     """The candidate store at ``path`` when the stage ``needed`` it, else None (nothing is opened).
 
     ``needed`` is True where the refinement strategy reads candidates
     (``semires.refine.needs_candidates(strategy)``, and in online mode for student training). The store
-    keeps :class:`CandidateStore`'s default cache bounds (stacks and MiB), the same for every caller.
+    keeps at most ``cache_mb`` MiB of decoded stacks (``semi.candidate_cache_mb`` for the student).
     Raises :class:`SemiresError` when candidates are needed and ``path`` is None.
     """
     if not needed:
@@ -21,4 +21,4 @@ def open_candidates(path: str | Path | None, needed: bool) -> CandidateStore | N
     if path is None:
         raise SemiresError("this refinement strategy needs SAM candidates", None,
                            "pass --candidates (the candidates stage output), or set refine.strategy: none")
-    return CandidateStore(path)
+    return CandidateStore(path, cache_mb=cache_mb)

@@ -118,7 +118,8 @@ def train(index: Index, split: Split,
     sp = load_split(split)
     online = cfg.mode == "online"
     res = train_semi(index, sp.labeled, sp.unlabeled, burn_in, out, cfg, refine_cfg,
-                     open_candidates(candidates, online and needs_candidates(refine_cfg.strategy)),
+                     open_candidates(candidates, online and needs_candidates(refine_cfg.strategy),
+                                     cfg.candidate_cache_mb),
                      None if online else refined, section(p, "mlflow", TrackingConfig), progress=progress)
     best = res.get("best") or {}
     typer.echo(f"kept teacher (step {res.get('best_step')}): val mIoU {_f(best.get('mIoU'))}, "

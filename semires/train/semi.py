@@ -57,7 +57,7 @@ from semires.train.views import normalize_batch, step_generator, strong_view, we
 
 # semi fields that may change between a run and its resume without changing the result
 RESUME_FREE = {"num_workers", "threads", "log_every", "eval_batch_size", "device", "checkpoint_every",
-               "cache_images", "overlays"}
+               "cache_images", "overlays", "candidate_cache_mb", "candidate_atom_cache"}
 
 
 def unsup_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, matched: torch.Tensor,
@@ -213,6 +213,7 @@ def train_semi(index: RefIndex | str | Path, labeled: Sequence[int], unlabeled: 
                            "set semi.ref_consensus: false for self_training, or use semi.mode: online")
     unl_ds = UnlabeledDataset(unl_base, candidates if online and refine_cfg.strategy != "none" else None,
                               None if online else str(refined_dir),
+                              cache_candidates=cfg.candidate_atom_cache,
                               ref_sentences=cfg.ref_sentences if cfg.ref_consensus else 0,
                               competing_refs=cfg.competing_refs if cfg.ref_competition else 0)
     if not online:

@@ -101,6 +101,11 @@ class SemiConfig(TrainingRuntime):
     log_every: int = Field(20, ge=1)
     num_workers: int = Field(0, ge=0, description="DataLoader workers per loader")
     cache_images: bool = Field(True, description="keep resized images and masks in memory")
+    candidate_cache_mb: float = Field(1024.0, gt=0, description="MiB of decoded candidate stacks the store keeps "
+                                      "(LRU, online mode): with candidate_atom_cache, what bounds the student's "
+                                      "memory on a large dataset; never changes a result")
+    candidate_atom_cache: int = Field(2048, ge=1, description="images whose candidate atoms stay built (LRU, about "
+                                      "image_size^2 x 4 bytes each); never changes a result")
     overlays: int = Field(12, ge=0, description="val predictions of the kept teacher drawn into overlays")
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from semires.cli import main
 from semires.data.index import RefIndex
 from semires.data.splits import ratio_dir
 from semires.errors import DataError, SemiresError
+from semires.train.semi_config import SemiConfig
 
 
 def test_open_candidates_opens_only_what_is_needed_with_the_store_defaults(refshapes_tiny, tmp_path):
@@ -32,6 +33,9 @@ def test_open_candidates_opens_only_what_is_needed_with_the_store_defaults(refsh
     assert isinstance(store, CandidateStore) and len(store) == 3
     assert store.cache_size == defaults["cache_size"].default
     assert store.cache_bytes == int(defaults["cache_mb"].default * 2**20)
+    # the student's bound comes from params (semi.candidate_cache_mb), with the store's default as its default
+    assert SemiConfig().candidate_cache_mb == defaults["cache_mb"].default
+    assert open_candidates(tmp_path / "store", needed=True, cache_mb=3).cache_bytes == 3 * 2**20
 
 
 def test_cli_and_component_fail_alike_without_candidates(tmp_path, capsys):
