@@ -13,7 +13,7 @@ holds its repository lock only while it checks and commits, not while the comman
 one ``dvc repro`` gives (same dvc.lock, same outputs), and a rerun runs nothing that is up to date.
 
 Among the stages that are ready, the one with the longest chain of work after it starts first
-(the critical path), with each stage weighted by its wall time in the last run here
+(the critical path), with each stage weighted by its wall time the last time it ran here
 (``.dvc/tmp/repro_parallel.json``; 1 for a stage never timed). Each stage's output lines are
 printed with its name in front; a progress bar's redraws at most every ``--progress-s`` seconds.
 When a stage fails no new stage starts, the running ones finish, and the exit status is 1 with
@@ -78,6 +78,7 @@ class Printer:
 
     def __init__(self, progress_s: float):
         self.lock, self.progress_s = threading.Lock(), progress_s
+        self.ran: set[str] = set()  # stages whose command DVC ran (not skipped as up to date)
 
     def say(self, text: str) -> None:
         with self.lock:
@@ -102,6 +103,8 @@ class Printer:
                     if time.monotonic() - last_bar < self.progress_s:
                         continue
                     last_bar = time.monotonic()
+                if text.startswith("Running stage"):
+                    self.ran.add(name)
                 self.say(f"[{name}] {text}")
         if buf.strip():
             self.say(f"[{name}] {buf.decode(errors='replace').rstrip()}")
@@ -143,7 +146,8 @@ def run(target: str | None, jobs: int, progress_s: float) -> int:
                             "no new stage starts")
                 continue
             done.add(s)
-            times[s] = round(took, 1)
+            if s in printer.ran:  # a skipped stage's seconds say nothing about its cost
+                times[s] = round(took, 1)
             printer.say(f"[repro {time.monotonic() - t0:5.0f}s] done {s} in {took:.0f} s")
     if times:
         TIMES.parent.mkdir(parents=True, exist_ok=True)
