@@ -166,19 +166,28 @@ class TextEncoder(nn.Module):
             with torch.no_grad():
                 return self._encode(input_ids, attention_mask)
         keys = [row.tobytes() for row in input_ids.detach().cpu().numpy()]
-        missing = [i for i, k in enumerate(keys) if k not in self._cache]
-        if missing:
-            self.warm_cache(input_ids[missing], attention_mask[missing])
-        feats = [self._cache[k] for k in keys]
+        # the batch's hits are taken (and made most recent) before the misses are encoded: storing
+        # the misses may evict the least recently used rows, which must not be this batch's
+        found: dict[bytes, torch.Tensor] = {}
         for k in keys:
-            self._cache.move_to_end(k)
-        return torch.stack(feats).to(input_ids.device)
+            f = self._cache.get(k)
+            if f is not None:
+                found[k] = f
+                self._cache.move_to_end(k)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            found.update(self.warm_cache(input_ids[missing], attention_mask[missing]))
+        return torch.stack([found[k] for k in keys]).to(input_ids.device)
 
     @torch.no_grad()
-    def warm_cache(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch_size: int = 64) -> None:
-        """Encode rows in a fixed order and keep them (deterministic: resume sees the same values)."""
+    def warm_cache(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   batch_size: int = 64) -> dict[bytes, torch.Tensor]:
+        """Encode rows in a fixed order and keep them (deterministic: resume sees the same values);
+        the least recently used rows beyond ``cache_size`` are dropped. Returns every encoded row's
+        features by its key (the token row's bytes)."""
         if not self.use_cache:
-            return
+            return {}
+        encoded: dict[bytes, torch.Tensor] = {}
         # shortest first (stable), so each chunk is trimmed to similar lengths
         order = torch.argsort(attention_mask.sum(dim=1).cpu(), stable=True).to(input_ids.device)
         input_ids, attention_mask = input_ids[order], attention_mask[order]
@@ -187,10 +196,12 @@ class TextEncoder(nn.Module):
             feats = self._encode(ids, mask).float()
             for row, f in zip(ids.detach().cpu().numpy(), feats):
                 key = row.tobytes()
+                encoded[key] = f.detach()
                 if key not in self._cache:
-                    self._cache[key] = f.detach()
+                    self._cache[key] = encoded[key]
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+        return encoded
 
     def clear_cache(self) -> None:
         self._cache.clear()

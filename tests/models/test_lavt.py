@@ -120,6 +120,29 @@ def test_text_cache_gives_the_same_logits_and_fills(tiny_text):
     assert torch.equal(cached, again)
 
 
+def test_a_full_text_cache_evicts_other_rows_than_the_batch(tiny_text):
+    """With more distinct sentences than text_cache_size, a batch whose hits are the least recently
+    used rows and whose misses overflow the cache still gets every row (it raised KeyError at
+    250,000 expressions), and warming stops at the cache's size."""
+    from semires.engine.dataset import warm_text_cache
+
+    text = _tiny(tiny_text, text_cache_size=2).text
+    tok = load_tokenizer(tiny_text)
+    ids, mask = tokenize(tok, ["a red star", "a blue ring", "the green cross", "one small disc"], 8)
+    ref = text._encode(ids, mask).float()
+    text(ids[:2], mask[:2])                     # cache: rows 0, 1 (0 least recent)
+    out = text(ids[[0, 2, 3]], mask[[0, 2, 3]])  # hit row 0, misses 2 and 3 overflow the cache
+    torch.testing.assert_close(out, ref[[0, 2, 3]])
+    assert len(text._cache) == 2
+
+    class _Rows:
+        input_ids, attention_mask = ids, mask
+
+    model = _tiny(tiny_text, text_cache_size=3)
+    warm_text_cache(model, _Rows())
+    assert len(model.text._cache) == 3
+
+
 def test_text_layers_average_hidden_states(tiny_text):
     """text_layers=[0] gives the embedding layer's output: a word's feature then ignores the rest of
     the sentence; [0, -1] is the mean of that and the last layer."""
