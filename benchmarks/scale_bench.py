@@ -2,6 +2,7 @@
 
     python benchmarks/scale_bench.py --work /tmp/scale --sizes 1500 5000 20000   # runs, then writes the report
     python benchmarks/scale_bench.py --work /tmp/scale --report                  # the report from finished runs
+    python benchmarks/scale_bench.py --work /tmp/scale --sizes 20000 --retry-failed  # rerun a failed run's failed tasks
 
 For each size, RefShapes ``default`` is generated at that many images (128 px; 20,000 images hold
 about as many expressions as RefCOCO's 142,209) and the whole pipeline runs once as a run of the
@@ -15,7 +16,8 @@ Per task it records wall time, CPU time and peak resident memory (the ``resource
 stage logs to its MLflow run) and, from Airflow, when each task ran, so that the number of tasks
 that ran at the same time is counted, not assumed. Writes ``benchmarks/results/scale_bench.json``
 (per size and stage) and ``scale_bench.png`` (cost against size); ``make_tables.py`` renders them.
-A size whose DAG run finished is not rerun.
+A size whose DAG run finished is not rerun; with ``--retry-failed`` a failed run's failed tasks
+(and those they held back) are cleared and run again, the finished ones kept.
 """
 
 from __future__ import annotations
@@ -36,6 +38,18 @@ from semires.hardware import cpu_summary
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 DAG = "semires_pipeline"
+# Airflow's own clearing (what the UI's "clear failed" does), on one DAG run found by its run id (a
+# triggered run has no logical date, so the CLI's date-range `tasks clear` cannot select it)
+CLEAR_FAILED = """
+import sys
+from airflow.models.taskinstance import TaskInstance, clear_task_instances
+from airflow.utils.session import create_session
+with create_session() as s:
+    tis = s.query(TaskInstance).filter(TaskInstance.dag_id == sys.argv[1], TaskInstance.run_id == sys.argv[2],
+                                       TaskInstance.state.in_(("failed", "upstream_failed"))).all()
+    clear_task_instances(tis, s)
+    print(len(tis))
+"""
 
 # Short training (the per-step cost is the same at every size); everything that reads the data runs on all of it.
 SCALE_OVERRIDES = ["split.ratios=[0.01]", "pretrain.num_images=200", "pretrain.steps=50", "pretrain.eval_every=50",
@@ -105,11 +119,16 @@ class Airflow:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
 
-    def run(self, run_id: str, conf: dict, timeout_s: float) -> str:
+    def run(self, run_id: str, conf: dict, timeout_s: float, retry_failed: bool = False) -> str:
         """Trigger one DAG run and wait for it; returns its final state."""
         states = {r["run_id"]: r["state"] for r in json_out(self.airflow("dags", "list-runs", DAG, "-o", "json"))}
         if states.get(run_id) == "success":
             return "success"
+        if states.get(run_id) == "failed":
+            if not retry_failed:
+                return "failed"
+            n = sh([sys.executable, "-c", CLEAR_FAILED, DAG, run_id], self.env).strip().splitlines()[-1]
+            print(f"{run_id}: cleared {n} failed task(s); the run goes on", flush=True)
         if run_id not in states:
             self.airflow("dags", "trigger", DAG, "--run-id", run_id, "--conf", json.dumps(conf))
         t0 = time.time()
@@ -141,7 +160,7 @@ def stage_usage(tracking_uri: str, run_id: str) -> list[dict]:
     for r in client.search_runs([exp.experiment_id], f"tags.`semires.dag_run_id` = '{run_id}' and "
                                                      "tags.`semires.kind` = 'stage'", max_results=500):
         m, stage = r.data.metrics, r.data.tags.get("semires.stage", r.info.run_name)
-        if "resource.wall_s" not in m:
+        if "resource.wall_s" not in m or r.info.status != "FINISHED":  # a failed try's cost is not the stage's
             continue
         rows.append({"stage": stage, "wall_s": m["resource.wall_s"], "cpu_s": m["resource.cpu_s"],
                      "peak_rss_mib": m["resource.peak_rss_mib"], "run_name": r.info.run_name,
@@ -162,14 +181,14 @@ def max_concurrency(tasks: list[dict]) -> int:
     return best
 
 
-def run_size(af: Airflow, work: Path, n: int, timeout_s: float) -> dict:
+def run_size(af: Airflow, work: Path, n: int, timeout_s: float, retry_failed: bool = False) -> dict:
     data = work / f"data_{n}"
     run_id = f"scale_{n}"
     conf = {"label_ratio": 0.01, "strategy": "soft_iom", "pwa": True, "work_root": str(work / "runs"),
             "overrides": [*SCALE_OVERRIDES, f"data.synth.num_images={n}", f"data.refer_dir={data}",
                           f"data.image_dir={data}/images"]}
     t0 = time.time()
-    state = af.run(run_id, conf, timeout_s)
+    state = af.run(run_id, conf, timeout_s, retry_failed)
     return {"images": n, "run_id": run_id, "state": state, "waited_s": round(time.time() - t0, 1)}
 
 
@@ -242,6 +261,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1500, 5000, 20000])
     ap.add_argument("--timeout-s", type=float, default=3 * 3600, help="per DAG run")
     ap.add_argument("--report", action="store_true", help="only collect finished runs and write the report")
+    ap.add_argument("--retry-failed", action="store_true", help="clear a failed run's failed tasks and wait again")
     args = ap.parse_args()
     args.work = args.work.resolve()
     svc = services.up(args.work / "services")
@@ -250,7 +270,7 @@ def main() -> None:
     with Airflow(args.work, env) as af:
         runs = []
         for n in args.sizes:
-            r = run_size(af, args.work, n, args.timeout_s) if not args.report else {"images": n, "run_id": f"scale_{n}",
+            r = run_size(af, args.work, n, args.timeout_s, args.retry_failed) if not args.report else {"images": n, "run_id": f"scale_{n}",
                                                                                     "state": "?"}
             print(json.dumps(r), flush=True)
             runs.append(r)

@@ -36,6 +36,7 @@ def main(index: Path = _stage.INDEX,
     cfg = _stage.cfg(p, "evaluate", EvaluateConfig)
     checkpoint = model / "best.safetensors" if model.is_dir() else model
     options = cfg.model_dump(include={"splits", "batch_size", "image_size", "device", "amp", "overlays", "num_workers"})
+    options["text_pool"] = {}  # the three models share their frozen text encoder's sentence features
     with _stage.stage("evaluate", p, {"evaluate": cfg}, metrics) as st:
         res = evaluate_checkpoint(index, checkpoint, out, tracker=st.tracker, **options)
         flat = {f"{split}.{k}": v for split, m in res["splits"].items() for k, v in m.items()}

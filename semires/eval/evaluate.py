@@ -146,15 +146,17 @@ def eval_splits(index: RefIndex, requested: Sequence[str] | None = None) -> list
 def evaluate_checkpoint(index_path: str | Path, checkpoint: str | Path, out_dir: str | Path, *,
                         splits: Sequence[str] | None = None, batch_size: int = 32, image_size: int | None = None,
                         device: str = "auto", amp: str = "auto", overlays: int = 12, num_workers: int = 0,
-                        tracker=None, progress: bool = True) -> dict:
+                        tracker=None, progress: bool = True, text_pool: dict | None = None) -> dict:
     """Evaluate a model file on ``splits`` (default: val/test/testA/testB present) and write the results.
 
     Writes ``<out>/results.json``: {"checkpoint", "checkpoint_sha256", "index", "image_size",
     "model", "splits": {split: {"n", "mIoU", "oIoU", "prec@0.5", ...}}}, ``per_expression.json``
     and ``overlays_<split>.png``. ``image_size`` defaults to the one the model was trained at.
+    ``text_pool``: a dict the caller keeps across calls; models with the same frozen text encoder
+    then share one sentence-feature cache (:func:`semires.models.share_text_cache`).
     """
     from semires.engine.checkpoint import load_model
-    from semires.models import load_tokenizer
+    from semires.models import load_tokenizer, share_text_cache
 
     out_dir, checkpoint = Path(out_dir), Path(checkpoint)
     digest = io.sha256_file(checkpoint) if checkpoint.is_file() else None
@@ -168,6 +170,8 @@ def evaluate_checkpoint(index_path: str | Path, checkpoint: str | Path, out_dir:
     index = RefIndex.load(index_path)
     tokenizer = load_tokenizer(cfg.text_encoder)
     dtype = amp_dtype(dev, amp)
+    if text_pool is not None:
+        share_text_cache(model, text_pool, dtype)
     results = {"checkpoint": str(checkpoint), "checkpoint_sha256": digest, "index": str(index_path),
                "image_size": size, "model": cfg.model_dump(), "splits": {}}
     per_expr: dict[str, list] = {}

@@ -219,3 +219,27 @@ def text_cache_disabled(model: nn.Module) -> Iterator[None]:
     finally:
         for m, (cache, trim) in zip(encoders, saved):
             m.use_cache, m.trim = cache, trim
+
+
+def share_text_cache(model: nn.Module, pool: dict, dtype: torch.dtype | None) -> bool:
+    """Give ``model``'s frozen text encoder the feature cache of every earlier model in ``pool`` whose
+    encoder has the same weights, layers and trimming, for features computed under ``dtype``
+    (autocast; None = full precision). Several models of one stage that share a frozen encoder (the
+    evaluate stage's student, burn-in teacher and supervised baseline) then encode each sentence
+    once. ``pool`` is the caller's dict, kept across models; returns True when a cache was shared.
+    """
+    import hashlib
+
+    encoders = [m for m in model.modules() if isinstance(m, TextEncoder) and m.frozen and m.use_cache]
+    if len(encoders) != 1:
+        return False
+    text = encoders[0]
+    digest = hashlib.sha256()
+    for name, t in sorted(text.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    key = (digest.hexdigest(), None if text.layers is None else tuple(text.layers), text.trim, str(dtype))
+    shared = key in pool
+    text._cache = pool.setdefault(key, text._cache)
+    return shared
+

@@ -143,6 +143,25 @@ def test_a_full_text_cache_evicts_other_rows_than_the_batch(tiny_text):
     assert len(model.text._cache) == 3
 
 
+def test_models_with_one_frozen_text_encoder_share_its_features(tiny_text):
+    """The evaluate stage's three models encode a sentence once: same frozen weights, layers and
+    autocast dtype share one cache; other layers, another dtype or other weights do not."""
+    from semires.models import share_text_cache
+
+    pool: dict = {}
+    a, b = _tiny(tiny_text), _tiny(tiny_text)
+    assert not share_text_cache(a, pool, None) and share_text_cache(b, pool, None)
+    x, ids, mask = _inputs(tiny_text)
+    a.eval()(x, ids, mask)
+    assert b.text._cache is a.text._cache and len(b.text._cache) == 2
+    assert not share_text_cache(_tiny(tiny_text), pool, torch.bfloat16)
+    assert not share_text_cache(_tiny(tiny_text, text_layers=[0, -1]), pool, None)
+    other = _tiny(tiny_text)
+    with torch.no_grad():
+        next(other.text.model.parameters()).add_(1.0)
+    assert not share_text_cache(other, pool, None) and other.text._cache is not a.text._cache
+
+
 def test_text_layers_average_hidden_states(tiny_text):
     """text_layers=[0] gives the embedding layer's output: a word's feature then ignores the rest of
     the sentence; [0, -1] is the mean of that and the last layer."""
