@@ -246,11 +246,12 @@ def report(work: Path, results: list[dict]) -> None:
            "raw": results, "overrides": SCALE_OVERRIDES,
            "machine": cpu_summary(),
            "date": time.strftime("%Y-%m-%d"),
-           "notes": ("One DAG run per size, one after another, on an otherwise idle machine; wall, CPU (user + "
-                     "system, the process and its finished children) and peak resident memory per task from the "
-                     "resource.* metrics of its MLflow stage run; a sharded stage's CPU is the sum over its shards, "
-                     "its wall the longest shard. Training is short (SCALE_OVERRIDES): its per-step cost does not "
-                     "depend on the size.")}
+           "notes": ("One DAG run per size, one after another; wall, CPU (user + system, the process and its "
+                     "finished children) and peak resident memory per task from the resource.* metrics of its "
+                     "finished MLflow stage run (a failed try, retried with --retry-failed, is not counted); a "
+                     "sharded stage's CPU is the sum over its shards, its wall the longest shard. Training is "
+                     "short (SCALE_OVERRIDES): its per-step cost does not depend on the size. What differed "
+                     "between the runs (code, retries, other jobs): docs/cost_model.md.")}
     (OUT / "scale_bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {OUT / 'scale_bench.json'} and {OUT / 'scale_bench.png'}")
 
