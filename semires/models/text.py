@@ -242,4 +242,3 @@ def share_text_cache(model: nn.Module, pool: dict, dtype: torch.dtype | None) ->
     shared = key in pool
     text._cache = pool.setdefault(key, text._cache)
     return shared
-
